@@ -1,0 +1,128 @@
+"""Wraps every promo.v1 handler: database connection, authentication, error mapping, logs.
+
+It wraps the handler itself rather than acting in ``intercept_service``, which
+runs on the serving thread: the database connection and the caller's principal
+must live in the worker thread that runs the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
+
+from promo_server.api import auth
+from promo_server.api.errors import status_of, to_status
+from promo_server.domain.errors import DomainError
+from promo_server.store.db import database
+
+_LOGGER = logging.getLogger(__name__)
+_PACKAGE = "/promo.v1."
+
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class Guard(grpc.ServerInterceptor):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        full_name: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or not full_name.startswith(_PACKAGE):
+            return handler
+        method = full_name.rsplit("/", 1)[-1]
+        if handler.response_streaming:
+            streaming = handler.unary_stream or handler.stream_stream
+            wrapped_stream = _guard_stream(streaming, method)
+            factory = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.request_streaming
+                else grpc.unary_stream_rpc_method_handler
+            )
+            return factory(wrapped_stream, handler.request_deserializer,
+                           handler.response_serializer)
+        unary = handler.unary_unary or handler.stream_unary
+        wrapped = _guard_unary(unary, method)
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return factory(wrapped, handler.request_deserializer, handler.response_serializer)
+
+
+def _guard_unary(behavior: Behavior, method: str) -> Behavior:
+    def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
+        failure = None
+        token = None
+        try:
+            token = _enter(context, method)
+            return behavior(request, context)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+            failure = _status_for(error, method)
+        finally:
+            _leave(token, method, started, failure)
+        context.abort_with_status(failure)
+
+    return guarded
+
+
+def _guard_stream(behavior: Behavior, method: str) -> Behavior:
+    def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started = time.perf_counter()
+        failure = None
+        token = None
+        try:
+            token = _enter(context, method)
+            yield from behavior(request, context)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+            failure = _status_for(error, method)
+        finally:
+            _leave(token, method, started, failure)
+        if failure is not None:
+            context.abort_with_status(failure)
+
+    return guarded
+
+
+def _enter(context: grpc.ServicerContext, method: str) -> Any:
+    database.connect(reuse_if_open=True)
+    principal = auth.authenticate(context.invocation_metadata(), method)  # type: ignore[arg-type]
+    return auth.set_current(principal)
+
+
+def _leave(token: Any, method: str, started: float, failure: grpc.Status | None) -> None:
+    database.close()  # back to the pool
+    if token is not None:
+        project = auth.current().project_id
+        auth.reset_current(token)
+    else:
+        project = None
+    code = failure.code.name if failure is not None else "OK"
+    _LOGGER.log(
+        logging.DEBUG if failure is None else logging.INFO,
+        "rpc method=%s code=%s ms=%.2f project=%s",
+        method, code, (time.perf_counter() - started) * 1000, project,
+    )
+
+
+def _status_for(error: Exception, method: str) -> grpc.Status:
+    if isinstance(error, DomainError):
+        return to_status(error)
+    if isinstance(error, NotImplementedError):
+        return status_of(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)):
+        # A lock wait that ran out, or a lost connection (the pool discards it):
+        # the client may retry.
+        _LOGGER.warning("database unavailable method=%s error=%s", method, error)
+        return status_of(grpc.StatusCode.UNAVAILABLE, "the database is busy or unreachable; retry")
+    _LOGGER.exception("internal error method=%s", method)
+    return status_of(grpc.StatusCode.INTERNAL, "internal error")

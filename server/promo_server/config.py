@@ -1,0 +1,48 @@
+"""Settings, in one place: flags over ``PROMO_*`` environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+DEFAULT_DATABASE_URL = "sqlite:///promo.db"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: _env("PROMO_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    listen: str = field(default_factory=lambda: _env("PROMO_LISTEN", DEFAULT_LISTEN))
+    # Worker threads, each with its own database connection.
+    threads: int = field(default_factory=lambda: int(_env("PROMO_THREADS", "32")))
+    # Largest request or response message; an import streams many small chunks.
+    max_message_bytes: int = field(
+        default_factory=lambda: int(_env("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024)))
+    )
+    # How long a stop waits for calls in flight before cancelling them.
+    grace_seconds: float = field(
+        default_factory=lambda: float(_env("PROMO_GRACE_SECONDS", "10"))
+    )
+    log_level: str = field(default_factory=lambda: _env("PROMO_LOG_LEVEL", "INFO"))
+    log_format: str = field(default_factory=lambda: _env("PROMO_LOG_FORMAT", "json"))
+
+    def describe(self) -> dict[str, object]:
+        """The settings for the start-up log, with any password in the URL hidden."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["database_url"] = redact_url(self.database_url)
+        return out
+
+
+def redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,62 @@
+"""Checks of the contract's scalar formats, shared by every resource."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+EXTERNAL_ID = re.compile(r"[-_.A-Za-z0-9]{1,255}")
+ATTRIBUTE = EXTERNAL_ID
+CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+LOCALE = re.compile(r"[a-z]{2}-[A-Z]{2}")
+AMOUNT = re.compile(r"\d+(\.\d{1,4})?")
+PERCENT = re.compile(r"\d+(\.\d{1,2})?")
+CURRENCY = re.compile(r"[A-Z]{3}")
+
+MAX_TEXT = 255
+
+
+def external_id_problem(value: str) -> str | None:
+    if not value:
+        return "is required"
+    if not EXTERNAL_ID.fullmatch(value):
+        return "must be 1..255 characters of [-_.A-Za-z0-9]"
+    return None
+
+
+def amount_problem(value: str) -> str | None:
+    if not AMOUNT.fullmatch(value):
+        return r"must be a decimal amount matching ^\d+(\.\d{1,4})?$ (for example 10.50)"
+    return None
+
+
+def percent_problem(value: str) -> str | None:
+    if not PERCENT.fullmatch(value) or not 0 < Decimal(value) <= 100:
+        return "must be a decimal with at most 2 places, greater than 0 and at most 100"
+    return None
+
+
+def currency_problem(value: str) -> str | None:
+    if not CURRENCY.fullmatch(value):
+        return "must be an ISO 4217 currency code of three capital letters (for example USD)"
+    return None
+
+
+def text_problem(value: str, *, limit: int = MAX_TEXT, required: bool = True) -> str | None:
+    if required and not value:
+        return "is required"
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "must not contain control characters"
+    return None
+
+
+def decimal_problem(value: str) -> str | None:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return "must be a decimal number"
+    if not number.is_finite():
+        return "must be a finite decimal number"
+    return None

@@ -1,0 +1,86 @@
+"""The one database handle, opened from a URL: SQLite by default, PostgreSQL to scale."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from playhouse.db_url import connect
+
+_LOGGER = logging.getLogger(__name__)
+
+database = DatabaseProxy()
+
+# How long a writer waits for SQLite's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+# A pooled connection older than this is replaced; a call waits this long for one.
+POOL_STALE_SECONDS = 300
+POOL_WAIT_SECONDS = 10
+SQLITE_PRAGMAS = (
+    ("journal_mode", "wal"),
+    ("foreign_keys", 1),
+    ("synchronous", "normal"),
+    ("busy_timeout", int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)),
+)
+
+
+def open_database(url: str, pool_size: int = 8) -> Database:
+    """Opens the database a URL names, through a connection pool, and binds the models.
+
+    Each call takes a connection from the pool and gives it back when it ends,
+    so a server holds at most ``pool_size`` connections whatever its threads do.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"{url!r} is not a database URL (sqlite:///promo.db, postgresql://...)")
+    base = scheme.removesuffix("+pool")
+    options: dict[str, Any] = {
+        "max_connections": pool_size,
+        "stale_timeout": POOL_STALE_SECONDS,
+        "timeout": POOL_WAIT_SECONDS,
+    }
+    if base == "sqlite":
+        # Pooled connections move between worker threads, one thread at a time.
+        options |= {"pragmas": SQLITE_PRAGMAS, "check_same_thread": False}
+    db = connect(f"{base}+pool://{rest}", **options)
+    database.initialize(db)
+    _LOGGER.info("database opened backend=%s", backend_name(db))
+    return db
+
+
+def backend_name(db: Database | None = None) -> str:
+    db = db or database.obj
+    if isinstance(db, SqliteDatabase):
+        return "sqlite"
+    if isinstance(db, PostgresqlDatabase):
+        return "postgresql"
+    return type(db).__name__
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, SqliteDatabase)
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction that writes: on SQLite it takes the write lock at BEGIN.
+
+    A deferred SQLite transaction that reads and then writes can fail with
+    "database is locked" half-way through; BEGIN IMMEDIATE waits for the lock
+    (up to the busy timeout) before reading anything.
+    """
+    if is_sqlite():
+        with database.atomic("IMMEDIATE"):
+            yield
+    else:
+        with database.atomic():
+            yield
+
+
+def utcnow() -> datetime:
+    """Now in UTC, naive: the database stores UTC without an offset."""
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,102 @@
+"""Promotion use cases: validate, then read or write in one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+from promo_server.domain import pagination
+from promo_server.domain import promotions as domain
+from promo_server.domain.errors import FieldViolation, InvalidArgument, Violations
+from promo_server.store import promotions as store
+from promo_server.store.db import write_transaction
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def create(
+    project_id: int, promotion: domain.Promotion, known: Sequence[FieldViolation] = ()
+) -> domain.Promotion:
+    """``known`` are violations found while reading the request (bad timestamps)."""
+    domain.require_valid(promotion, known)
+    with write_transaction():
+        created = store.insert(project_id, promotion)
+    _LOGGER.info("promotion created project=%s external_id=%s", project_id, created.external_id)
+    return created
+
+
+def get(project_id: int, external_id: str) -> domain.Promotion:
+    return store.get(project_id, _required_id(external_id, "external_id"))
+
+
+def list_page(
+    project_id: int, *, page_size: int, page_token: str, state: str | None
+) -> tuple[list[domain.Promotion], str]:
+    size = pagination.page_size(page_size)
+    if state is not None and state not in domain.STATES:
+        raise InvalidArgument.field("state", "must be ACTIVE, INACTIVE or unset for every state")
+    query = ("promotions", project_id, state)
+    cursor = pagination.decode(page_token, query)
+    items, last = store.page(
+        project_id, after=cursor.after if cursor else None, size=size, state=state
+    )
+    return items, (pagination.encode(last, query) if last is not None else "")
+
+
+def update(
+    project_id: int,
+    incoming: domain.Promotion,
+    mask: Sequence[str],
+    known: Sequence[FieldViolation] = (),
+) -> domain.Promotion:
+    """Changes the fields the mask names; an empty mask replaces every mutable field."""
+    external_id = _required_id(incoming.external_id, "promotion.external_id")
+    fields = _fields_of(mask)
+    with write_transaction():
+        row = store.get_row(project_id, external_id, for_update=True)
+        current = store.to_domain(row)
+        merged = dataclasses.replace(current, **{f: getattr(incoming, f) for f in fields})
+        domain.require_valid(merged, known)
+        updated = store.replace(row, merged)
+    _LOGGER.info(
+        "promotion updated project=%s external_id=%s fields=%s",
+        project_id, external_id, ",".join(fields),
+    )
+    return updated
+
+
+def delete(project_id: int, external_id: str) -> None:
+    external_id = _required_id(external_id, "external_id")
+    with write_transaction():
+        retired = store.delete(store.get_row(project_id, external_id, for_update=True))
+    _LOGGER.info(
+        "promotion deleted project=%s external_id=%s retired_codes=%d",
+        project_id, external_id, retired,
+    )
+
+
+def _fields_of(mask: Sequence[str]) -> tuple[str, ...]:
+    if not mask:
+        return domain.MUTABLE
+    out = Violations()
+    fields: list[str] = []
+    for i, path in enumerate(mask):
+        if path in domain.MUTABLE:
+            fields.append(path)
+        elif path in domain.IMMUTABLE:
+            out.add(f"update_mask.paths[{i}]", f"{path} cannot be changed")
+        elif path not in domain.OUTPUT_ONLY:
+            out.add(
+                f"update_mask.paths[{i}]",
+                f"{path!r} is not a mutable field of Promotion "
+                f"(one of: {', '.join(domain.MUTABLE)})",
+            )
+    out.raise_if_any()
+    return tuple(dict.fromkeys(fields))
+
+
+def _required_id(external_id: str, field: str) -> str:
+    if not external_id:
+        raise InvalidArgument.field(field, "is required")
+    return external_id
