@@ -1,0 +1,306 @@
+"""PromotionService through a real server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from promo.v1 import promotion_pb2 as pb
+from promo.v1 import promotion_pb2_grpc
+from tests.conftest import Project, Running, bearer
+from tests.rpc import field_violations, refused
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+
+@dataclass
+class Api:
+    stub: promotion_pb2_grpc.PromotionServiceStub
+    key: str
+
+    def create(self, promotion: pb.Promotion) -> pb.Promotion:
+        return self.stub.CreatePromotion(
+            pb.CreatePromotionRequest(promotion=promotion), metadata=bearer(self.key)
+        )
+
+    def get(self, external_id: str) -> pb.Promotion:
+        return self.stub.GetPromotion(
+            pb.GetPromotionRequest(external_id=external_id), metadata=bearer(self.key)
+        )
+
+    def list(self, **fields: object) -> pb.ListPromotionsResponse:
+        return self.stub.ListPromotions(
+            pb.ListPromotionsRequest(**fields), metadata=bearer(self.key)
+        )
+
+    def update(self, promotion: pb.Promotion, *paths: str) -> pb.Promotion:
+        return self.stub.UpdatePromotion(
+            pb.UpdatePromotionRequest(
+                promotion=promotion, update_mask=field_mask_pb2.FieldMask(paths=paths)
+            ),
+            metadata=bearer(self.key),
+        )
+
+    def delete(self, external_id: str) -> None:
+        self.stub.DeletePromotion(
+            pb.DeletePromotionRequest(external_id=external_id), metadata=bearer(self.key)
+        )
+
+
+@pytest.fixture
+def api(running: Running, project: Project) -> Iterator[Api]:
+    with running.channel() as channel:
+        yield Api(promotion_pb2_grpc.PromotionServiceStub(channel), project.admin_key)
+
+
+def at(iso: str) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromJsonString(iso)
+    return ts
+
+
+def full_promotion(external_id: str = "summer-sale") -> pb.Promotion:
+    """A promotion with every field of the contract set."""
+    return pb.Promotion(
+        external_id=external_id,
+        name={"en-US": "Summer sale", "de-DE": "Sommerschlussverkauf"},
+        state=pb.Promotion.INACTIVE,
+        start_time=at("2026-06-01T00:00:00.123456Z"),
+        end_time=at("2026-09-01T00:00:00Z"),
+        redeem_total_limit=1000,
+        redeem_user_limit=2,
+        redeem_code_limit=1,
+        discount=pb.Discount(amount="5.2500", currency="EUR"),
+        bonus=[pb.BonusItem(sku="tote-bag", quantity=2)],
+        attribute_conditions=[
+            pb.AttributeCondition(attribute="tier", type=pb.AttributeCondition.STRING,
+                                  operator=pb.EQ, value="gold"),
+            pb.AttributeCondition(attribute="age", type=pb.AttributeCondition.NUMBER,
+                                  operator=pb.GE, value="18", can_be_missing=True),
+            pb.AttributeCondition(attribute="signup", type=pb.AttributeCondition.DATE,
+                                  operator=pb.LT, value="2026-01-01T00:00:00Z"),
+        ],
+        price_conditions=[pb.PriceCondition(operator=pb.GT, value="20")],
+        item_price_conditions=[pb.PriceCondition(operator=pb.LE, value="100.5")],
+        excluded_promotions=["black-friday", "welcome"],
+    )
+
+
+def without_output(promotion: pb.Promotion) -> pb.Promotion:
+    copy = pb.Promotion()
+    copy.CopyFrom(promotion)
+    for name in ("create_time", "update_time", "redemption_count"):
+        copy.ClearField(name)
+    return copy
+
+
+def test_every_field_round_trips(api: Api) -> None:
+    sent = full_promotion()
+    created = api.create(sent)
+    assert without_output(created) == sent
+    assert without_output(api.get("summer-sale")) == sent
+    assert created.create_time.seconds > 0
+    assert created.update_time == created.create_time
+    assert created.redemption_count == 0
+
+
+def test_discounted_items_round_trip(api: Api) -> None:
+    sent = pb.Promotion(
+        external_id="items",
+        name={"en-US": "Items"},
+        state=pb.Promotion.ACTIVE,
+        discounted_items=[
+            pb.DiscountedItem(sku="elven_shield", discount=pb.Discount(percent="10.00")),
+            pb.DiscountedItem(sku="sword", discount=pb.Discount(amount="3", currency="USD")),
+        ],
+    )
+    assert without_output(api.create(sent)) == sent
+
+
+def test_unset_state_means_active_and_unset_limits_stay_unset(api: Api) -> None:
+    created = api.create(pb.Promotion(external_id="p", name={"en-US": "P"}))
+    assert created.state == pb.Promotion.ACTIVE
+    for limit in ("redeem_total_limit", "redeem_user_limit", "redeem_code_limit"):
+        assert not created.HasField(limit)
+    assert not created.HasField("discount")
+    assert not created.HasField("start_time")
+
+
+def test_taken_external_id_is_already_exists_until_deleted(api: Api) -> None:
+    api.create(full_promotion("dup"))
+    refused(lambda: api.create(full_promotion("dup")), grpc.StatusCode.ALREADY_EXISTS)
+    api.delete("dup")
+    assert api.create(full_promotion("dup")).external_id == "dup"
+
+
+def test_every_bad_field_is_named_at_once_and_nothing_is_written(api: Api) -> None:
+    bad = pb.Promotion(
+        external_id="has space",
+        name={"english": "x"},
+        start_time=at("2026-02-01T00:00:00Z"),
+        end_time=at("2026-01-01T00:00:00Z"),
+        redeem_total_limit=0,
+        discount=pb.Discount(percent="101"),
+        bonus=[pb.BonusItem(sku="x", quantity=0)],
+        attribute_conditions=[pb.AttributeCondition(
+            attribute="tier", type=pb.AttributeCondition.STRING, operator=pb.GT, value="a")],
+        price_conditions=[pb.PriceCondition(operator=pb.GE, value="1.23456")],
+    )
+    error = refused(lambda: api.create(bad), INVALID)
+    assert set(field_violations(error)) == {
+        "promotion.external_id",
+        "promotion.name['english']",
+        "promotion.end_time",
+        "promotion.redeem_total_limit",
+        "promotion.discount.percent",
+        "promotion.bonus[0].quantity",
+        "promotion.attribute_conditions[0].operator",
+        "promotion.price_conditions[0].value",
+    }
+    assert api.list().promotions == []
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda p: p.ClearField("external_id"), "promotion.external_id"),
+        (lambda p: p.name.clear(), "promotion.name"),
+        (lambda p: setattr(p, "state", 7), "promotion.state"),
+        (lambda p: p.end_time.CopyFrom(p.start_time), "promotion.end_time"),
+        (lambda p: setattr(p, "redeem_user_limit", -1), "promotion.redeem_user_limit"),
+        (lambda p: p.discount.CopyFrom(pb.Discount(amount="5")), "promotion.discount.currency"),
+        (lambda p: p.discount.CopyFrom(pb.Discount()), "promotion.discount"),
+        (lambda p: p.discounted_items.add(sku="a", discount=pb.Discount(percent="5")),
+         "promotion.discounted_items"),
+        (lambda p: p.attribute_conditions.add(attribute="x", operator=pb.EQ, value="1"),
+         "promotion.attribute_conditions[3].type"),
+        (lambda p: p.item_price_conditions.add(value="1"),
+         "promotion.item_price_conditions[1].operator"),
+        (lambda p: p.excluded_promotions.append("summer-sale"), "promotion.excluded_promotions[2]"),
+        (lambda p: p.start_time.CopyFrom(timestamp_pb2.Timestamp(seconds=-10**12)),
+         "promotion.start_time"),
+    ],
+)
+def test_each_rule_names_its_field(api: Api, change, path: str) -> None:  # type: ignore[no-untyped-def]
+    promotion = full_promotion()
+    change(promotion)
+    error = refused(lambda: api.create(promotion), INVALID)
+    assert path in field_violations(error)
+
+
+def test_update_with_mask_changes_only_the_named_fields(api: Api) -> None:
+    api.create(full_promotion())
+    patch = pb.Promotion(external_id="summer-sale", name={"fr-FR": "Soldes"},
+                         redeem_total_limit=5, discount=pb.Discount(percent="20"))
+    updated = api.update(patch, "name", "redeem_total_limit")
+    expected = full_promotion()
+    expected.name.clear()
+    expected.name["fr-FR"] = "Soldes"
+    expected.redeem_total_limit = 5
+    assert without_output(updated) == expected
+    assert updated.update_time.ToDatetime() >= updated.create_time.ToDatetime()
+    assert without_output(api.get("summer-sale")) == expected
+
+
+def test_update_mask_can_clear_a_limit_and_a_message(api: Api) -> None:
+    api.create(full_promotion())
+    updated = api.update(pb.Promotion(external_id="summer-sale"),
+                         "redeem_total_limit", "discount", "bonus")
+    assert not updated.HasField("redeem_total_limit")
+    assert not updated.HasField("discount")
+    assert list(updated.bonus) == []
+    assert updated.redeem_user_limit == 2
+
+
+def test_empty_mask_replaces_every_mutable_field(api: Api) -> None:
+    created = api.create(full_promotion())
+    replacement = pb.Promotion(external_id="summer-sale", name={"en-US": "Replaced"})
+    updated = api.update(replacement)
+    expected = pb.Promotion(external_id="summer-sale", name={"en-US": "Replaced"},
+                            state=pb.Promotion.ACTIVE)
+    assert without_output(updated) == expected
+    assert updated.create_time == created.create_time
+
+
+def test_update_checks_the_merged_promotion_and_writes_nothing_on_error(api: Api) -> None:
+    api.create(full_promotion())
+    error = refused(lambda: api.update(
+        pb.Promotion(external_id="summer-sale", end_time=at("2026-01-01T00:00:00Z"),
+                     redeem_code_limit=0),
+        "end_time", "redeem_code_limit"), INVALID)
+    assert set(field_violations(error)) == {"promotion.end_time", "promotion.redeem_code_limit"}
+    assert without_output(api.get("summer-sale")) == full_promotion()
+
+
+def test_update_mask_paths_are_checked(api: Api) -> None:
+    api.create(full_promotion())
+    error = refused(lambda: api.update(
+        pb.Promotion(external_id="summer-sale"), "name", "nope", "external_id"), INVALID)
+    assert set(field_violations(error)) == {"update_mask.paths[1]", "update_mask.paths[2]"}
+    ignored = api.update(pb.Promotion(external_id="summer-sale", redemption_count=99),
+                         "redemption_count")
+    assert ignored.redemption_count == 0
+
+
+def test_update_and_delete_of_a_missing_promotion_are_not_found(api: Api) -> None:
+    refused(lambda: api.update(full_promotion("ghost")), NOT_FOUND)
+    refused(lambda: api.delete("ghost"), NOT_FOUND)
+    refused(lambda: api.get("ghost"), NOT_FOUND)
+    error = refused(lambda: api.get(""), INVALID)
+    assert "external_id" in field_violations(error)
+
+
+def test_deleted_promotion_is_gone(api: Api) -> None:
+    api.create(full_promotion())
+    api.delete("summer-sale")
+    refused(lambda: api.get("summer-sale"), NOT_FOUND)
+    refused(lambda: api.delete("summer-sale"), NOT_FOUND)
+    assert api.list().promotions == []
+
+
+def test_pages_walk_every_promotion_once_even_with_inserts_between_pages(api: Api) -> None:
+    for i in range(7):
+        api.create(pb.Promotion(external_id=f"p{i}", name={"en-US": f"P{i}"}))
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = api.list(page_size=3, page_token=token)
+        seen += [p.external_id for p in page.promotions]
+        pages += 1
+        if pages == 1:
+            api.create(pb.Promotion(external_id="late", name={"en-US": "Late"}))
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f"p{i}" for i in range(7)] + ["late"]
+    assert pages == 3
+
+
+def test_list_filters_by_state_and_clamps_page_size(api: Api) -> None:
+    api.create(pb.Promotion(external_id="on", name={"en-US": "On"}))
+    api.create(pb.Promotion(external_id="off", name={"en-US": "Off"},
+                            state=pb.Promotion.INACTIVE))
+    assert [p.external_id for p in api.list(state=pb.Promotion.INACTIVE).promotions] == ["off"]
+    assert [p.external_id for p in api.list(state=pb.Promotion.ACTIVE).promotions] == ["on"]
+    everything = api.list(page_size=5000)
+    assert [p.external_id for p in everything.promotions] == ["on", "off"]
+    assert everything.next_page_token == ""
+
+
+def test_bad_list_arguments_are_invalid(api: Api) -> None:
+    for i in range(2):
+        api.create(pb.Promotion(external_id=f"p{i}", name={"en-US": "P"}))
+    assert "page_size" in field_violations(refused(lambda: api.list(page_size=-1), INVALID))
+    assert "page_token" in field_violations(
+        refused(lambda: api.list(page_token="garbage!"), INVALID))
+    token = api.list(page_size=1).next_page_token
+    error = refused(lambda: api.list(page_size=1, page_token=token,
+                                     state=pb.Promotion.INACTIVE), INVALID)
+    assert "page_token" in field_violations(error)
+    assert "state" in field_violations(refused(lambda: api.list(state=9), INVALID))
