@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from google.protobuf import any_pb2, duration_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from promo import errors
 from promo.cli import cli
 from promo.client import SERVICE_CONFIG, PromoClient

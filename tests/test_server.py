@@ -19,9 +19,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from promo.v1 import code_pb2, code_pb2_grpc, profile_pb2, profile_pb2_grpc
+from promo.v1 import code_pb2, code_pb2_grpc, profile_pb2, profile_pb2_grpc, promotion_pb2_grpc
 from promo.v1 import promotion_pb2 as pb
-from promo.v1 import promotion_pb2_grpc
 from promo_server.store.db import database
 from promo_server.store.models import ApiKey
 from tests.conftest import Project, Running, bearer

@@ -12,8 +12,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from promo.v1 import code_pb2, code_pb2_grpc, profile_pb2, profile_pb2_grpc, promotion_pb2
-from promo.v1 import promotion_pb2_grpc
+from promo.v1 import (
+    code_pb2,
+    code_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
+    promotion_pb2,
+    promotion_pb2_grpc,
+)
 from promo_server.api.guard import Guard
 from promo_server.api.promotions import PromotionService
 from promo_server.config import Settings
@@ -68,7 +74,9 @@ def create_server(
     )
     promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), grpc_server)
     # Declared now so the contract is visible; they answer UNIMPLEMENTED until built.
-    code_pb2_grpc.add_CodeServiceServicer_to_server(code_pb2_grpc.CodeServiceServicer(), grpc_server)
+    code_pb2_grpc.add_CodeServiceServicer_to_server(
+        code_pb2_grpc.CodeServiceServicer(), grpc_server
+    )
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(
         profile_pb2_grpc.ProfileServiceServicer(), grpc_server
     )

@@ -59,21 +59,24 @@ def promotion_from_proto(
     """The domain promotion, and violations of what could not be read (bad timestamps)."""
     problems: list[FieldViolation] = []
     state = enum_name(pb.Promotion.State, msg.state)
-    times = {
-        name: time_from_proto(getattr(msg, name), f"{prefix}.{name}", problems)
-        if msg.HasField(name) else None
-        for name in ("start_time", "end_time")
-    }
-    limits = {
-        name: getattr(msg, name) if msg.HasField(name) else None
-        for name in ("redeem_total_limit", "redeem_user_limit", "redeem_code_limit")
-    }
+
+    def time(name: str) -> datetime | None:
+        if not msg.HasField(name):
+            return None
+        return time_from_proto(getattr(msg, name), f"{prefix}.{name}", problems)
+
+    def limit(name: str) -> int | None:
+        return int(getattr(msg, name)) if msg.HasField(name) else None
+
     promotion = domain.Promotion(
         external_id=msg.external_id,
         name=dict(msg.name),
         state=domain.ACTIVE if state == "STATE_UNSPECIFIED" else state,
-        **times,
-        **limits,
+        start_time=time("start_time"),
+        end_time=time("end_time"),
+        redeem_total_limit=limit("redeem_total_limit"),
+        redeem_user_limit=limit("redeem_user_limit"),
+        redeem_code_limit=limit("redeem_code_limit"),
         discount=_discount(msg.discount) if msg.HasField("discount") else None,
         discounted_items=[
             domain.DiscountedItem(

@@ -21,8 +21,10 @@ def to_status(error: DomainError) -> grpc.Status:
             for v in error.violations
         ])))
     if error.reason:
-        details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)))
-    return rpc_status.to_status(status_pb2.Status(code=code, message=error.message, details=details))
+        info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+        details.append(_pack(info))
+    status = status_pb2.Status(code=code, message=error.message, details=details)
+    return rpc_status.to_status(status)
 
 
 def status_of(code: grpc.StatusCode, message: str) -> grpc.Status:

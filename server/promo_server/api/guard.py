@@ -66,7 +66,7 @@ def _guard_unary(behavior: Behavior, method: str) -> Behavior:
         try:
             token = _enter(context, method)
             return behavior(request, context)
-        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+        except Exception as error:  # every failure becomes a status
             failure = _status_for(error, method)
         finally:
             _leave(token, method, started, failure)
@@ -83,7 +83,7 @@ def _guard_stream(behavior: Behavior, method: str) -> Behavior:
         try:
             token = _enter(context, method)
             yield from behavior(request, context)
-        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+        except Exception as error:  # every failure becomes a status
             failure = _status_for(error, method)
         finally:
             _leave(token, method, started, failure)

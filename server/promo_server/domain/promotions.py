@@ -212,12 +212,18 @@ def _check_attribute_conditions(
             out.add(f"{at}.operator", "must be one of EQ, NE, GT, GE, LT, LE")
         elif condition.type == "STRING" and condition.operator not in STRING_OPERATORS:
             out.add(f"{at}.operator", "a STRING condition allows EQ and NE only")
-        if problem := text_problem(condition.value, limit=MAX_TEXT, required=False):
+        if problem := _condition_value_problem(condition):
             out.add(f"{at}.value", problem)
-        elif condition.type == "NUMBER" and (problem := decimal_problem(condition.value)):
-            out.add(f"{at}.value", problem)
-        elif condition.type == "DATE" and not _is_rfc3339(condition.value):
-            out.add(f"{at}.value", "must be an RFC 3339 date-time (2026-01-31T00:00:00Z)")
+
+
+def _condition_value_problem(condition: AttributeCondition) -> str | None:
+    if problem := text_problem(condition.value, limit=MAX_TEXT, required=False):
+        return problem
+    if condition.type == "NUMBER":
+        return decimal_problem(condition.value)
+    if condition.type == "DATE" and parse_rfc3339(condition.value) is None:
+        return "must be an RFC 3339 date-time (2026-01-31T00:00:00Z)"
+    return None
 
 
 def _check_price_condition(condition: PriceCondition, path: str, out: Violations) -> None:
@@ -225,10 +231,6 @@ def _check_price_condition(condition: PriceCondition, path: str, out: Violations
         out.add(f"{path}.operator", "must be one of EQ, NE, GT, GE, LT, LE")
     if problem := amount_problem(condition.value):
         out.add(f"{path}.value", problem)
-
-
-def _is_rfc3339(value: str) -> bool:
-    return parse_rfc3339(value) is not None
 
 
 def parse_rfc3339(value: str) -> datetime | None:
