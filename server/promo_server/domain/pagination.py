@@ -47,7 +47,7 @@ def decode(token: str, query: object) -> Cursor | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         after, fingerprint = data["a"], data["q"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise InvalidArgument.field("page_token", "is not a token this service issued") from None
     if type(after) is not int or fingerprint != _fingerprint(query):
         raise InvalidArgument.field(

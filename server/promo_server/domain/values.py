@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+# ASCII only: \\d would also match other scripts' digits.
 EXTERNAL_ID = re.compile(r"[-_.A-Za-z0-9]{1,255}")
 ATTRIBUTE = EXTERNAL_ID
 CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOCALE = re.compile(r"[a-z]{2}-[A-Z]{2}")
-AMOUNT = re.compile(r"\d+(\.\d{1,4})?")
-PERCENT = re.compile(r"\d+(\.\d{1,2})?")
+AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
+PERCENT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 CURRENCY = re.compile(r"[A-Z]{3}")
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 MAX_TEXT = 255
 
@@ -53,10 +58,6 @@ def text_problem(value: str, *, limit: int = MAX_TEXT, required: bool = True) ->
 
 
 def decimal_problem(value: str) -> str | None:
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return "must be a decimal number"
-    if not number.is_finite():
-        return "must be a finite decimal number"
+    if not DECIMAL.fullmatch(value):
+        return "must be a decimal number such as -12.5"
     return None
