@@ -1,0 +1,78 @@
+"""Runs the echo baseline, then every selected scenario on every selected backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import grpc
+
+from bench import load, servers
+from bench.databases import OPENERS, Unavailable
+from bench.load import Result
+from bench.report import NO_BACKEND, Row
+from bench.scenarios import ECHO, Scenario, Target
+
+_LOGGER = logging.getLogger(__name__)
+
+IN_FLIGHT = 32
+CALL_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Untimed calls first: they open the server's pooled connections and warm its caches.
+MAX_WARMUP_SECONDS = 1.0
+
+
+def run(
+    scenarios: Sequence[Scenario],
+    backends: Sequence[str],
+    seconds: float,
+    rows: list[Row],
+    notes: list[str],
+) -> None:
+    """Appends each row as it is measured, so an interrupted run keeps what it has."""
+    with servers.echo_server() as running:
+        rows.append(measure(ECHO, NO_BACKEND, running, seconds))
+    if not scenarios:
+        notes.append("no scenario matches --only")
+        return
+    for backend in backends:
+        try:
+            _run_backend(backend, scenarios, seconds, rows)
+        except Unavailable as error:
+            _LOGGER.warning("%s", error)
+            notes.append(f"!!! {error}")
+
+
+def _run_backend(
+    backend: str, scenarios: Sequence[Scenario], seconds: float, rows: list[Row]
+) -> None:
+    """Each scenario gets a fresh database and server, so no row inherits another's data."""
+    with OPENERS[backend]() as new_database:
+        for scenario in scenarios:
+            with servers.promo_server(new_database()) as running:
+                rows.append(measure(scenario, backend, running, seconds))
+
+
+def measure(scenario: Scenario, backend: str, running: servers.Running, seconds: float) -> Row:
+    """Warms up untimed, then keeps IN_FLIGHT calls going for ``seconds``."""
+    _LOGGER.info("measuring scenario=%s backend=%s seconds=%s in_flight=%d",
+                 scenario.name, backend, seconds, IN_FLIGHT)
+    with grpc.insecure_channel(running.address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
+        start_call = scenario.prepare(Target(channel, _metadata(running), CALL_TIMEOUT_SECONDS))
+        _drive(start_call, min(MAX_WARMUP_SECONDS, seconds / 5))
+        result = _drive(start_call, seconds)
+    if result.errors:
+        _LOGGER.warning(
+            "calls failed scenario=%s backend=%s errors=%d first=%s",
+            scenario.name, backend, result.errors, result.first_error,
+        )
+    return Row(scenario.name, backend, result)
+
+
+def _drive(start_call: load.StartCall, seconds: float) -> Result:
+    return load.drive(start_call, seconds, IN_FLIGHT, CALL_TIMEOUT_SECONDS)
+
+
+def _metadata(running: servers.Running) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {running.api_key}"),) if running.api_key else ()
