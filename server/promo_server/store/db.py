@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +79,30 @@ def write_transaction() -> Iterator[None]:
     else:
         with database.atomic():
             yield
+
+
+class Compiled:
+    """A Peewee query whose SQL is built once per backend, then run with new parameters.
+
+    Building SQL with the query builder costs more than running a small indexed
+    query; hot paths (the key check on every call) build it once. ``build``
+    must use each parameter once, in order.
+    """
+
+    def __init__(self, build: Callable[..., Any]) -> None:
+        self._build = build
+        self._sql: dict[str, str] = {}
+
+    def rows(self, *params: Any) -> list[tuple[Any, ...]]:
+        backend = backend_name()
+        sql = self._sql.get(backend)
+        if sql is None:
+            sql, built = self._build(*params).sql()
+            if len(built) != len(params):
+                raise ValueError(f"{self._build} must use each parameter once: {sql}")
+            self._sql[backend] = sql
+        rows: list[tuple[Any, ...]] = database.execute_sql(sql, params).fetchall()
+        return rows
 
 
 def utcnow() -> datetime:

@@ -10,7 +10,7 @@ from peewee import IntegrityError
 from promo_server.domain import keys
 from promo_server.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from promo_server.domain.values import text_problem
-from promo_server.store.db import utcnow, write_transaction
+from promo_server.store.db import Compiled, utcnow, write_transaction
 from promo_server.store.models import ApiKey, Project
 
 
@@ -70,21 +70,30 @@ def _insert_key(project_id: int, role: str) -> str:
     return new.token
 
 
+_FIND_KEY = Compiled(
+    lambda key_id: ApiKey.select(
+        ApiKey.project,
+        ApiKey.role,
+        ApiKey.salt,
+        ApiKey.secret_hash,
+        ApiKey.expire_time,
+        ApiKey.revoke_time,
+    ).where(ApiKey.key_id == key_id)
+)
+
+
 def find_key(key_id: str) -> KeyRecord | None:
-    row = (
-        ApiKey.select(
-            ApiKey.project,
-            ApiKey.role,
-            ApiKey.salt,
-            ApiKey.secret_hash,
-            ApiKey.expire_time,
-            ApiKey.revoke_time,
-        )
-        .where(ApiKey.key_id == key_id)
-        .tuples()
-        .first()
-    )
-    if row is None:
+    rows = _FIND_KEY.rows(key_id)
+    if not rows:
         return None
-    project_id, role, salt, secret_hash, expire_time, revoke_time = row
-    return KeyRecord(project_id, role, salt, secret_hash, expire_time, revoke_time is not None)
+    project_id, role, salt, secret_hash, expire_time, revoke_time = rows[0]
+    return KeyRecord(
+        project_id, role, salt, secret_hash, _as_datetime(expire_time), revoke_time is not None
+    )
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    """SQLite hands raw SQL its timestamps as text; PostgreSQL as datetimes."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
