@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from promo_server import logs
+from promo_server.logs import configure as configure_logs
 from promo_server.app import create_server
 from promo_server.store import projects
 from promo_server.store.db import database
@@ -116,7 +116,7 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 def _serve_promo(conn: Connection, db_url: str) -> None:
     stopping = _stop_on_sigterm()
-    logs.configure("WARNING", "text")
+    configure_logs("WARNING", "text")
     server, port = create_server(f"{HOST}:0", db_url)
     api_key = _create_project()
     server.start()
