@@ -6,14 +6,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, DatabaseProxy, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect
 
 _LOGGER = logging.getLogger(__name__)
 
 database = DatabaseProxy()
+M = TypeVar("M", bound=Model)
 
 # How long a writer waits for SQLite's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
@@ -93,7 +94,13 @@ class Compiled:
         self._build = build
         self._sql: dict[str, str] = {}
 
-    def rows(self, *params: Any) -> list[tuple[Any, ...]]:
+    def first(self, model: type[M], *params: Any) -> M | None:
+        """The first row as a model instance (fields converted as Peewee does), or None."""
+        for row in model.raw(self._sql_for(params), *params):
+            return row  # type: ignore[no-any-return]
+        return None
+
+    def _sql_for(self, params: tuple[Any, ...]) -> str:
         backend = backend_name()
         sql = self._sql.get(backend)
         if sql is None:
@@ -101,8 +108,7 @@ class Compiled:
             if len(built) != len(params):
                 raise ValueError(f"{self._build} must use each parameter once: {sql}")
             self._sql[backend] = sql
-        rows: list[tuple[Any, ...]] = database.execute_sql(sql, params).fetchall()
-        return rows
+        return sql
 
 
 def utcnow() -> datetime:

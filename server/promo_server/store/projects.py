@@ -70,30 +70,14 @@ def _insert_key(project_id: int, role: str) -> str:
     return new.token
 
 
-_FIND_KEY = Compiled(
-    lambda key_id: ApiKey.select(
-        ApiKey.project,
-        ApiKey.role,
-        ApiKey.salt,
-        ApiKey.secret_hash,
-        ApiKey.expire_time,
-        ApiKey.revoke_time,
-    ).where(ApiKey.key_id == key_id)
-)
+_FIND_KEY = Compiled(lambda key_id: ApiKey.select().where(ApiKey.key_id == key_id))
 
 
 def find_key(key_id: str) -> KeyRecord | None:
-    rows = _FIND_KEY.rows(key_id)
-    if not rows:
+    row = _FIND_KEY.first(ApiKey, key_id)
+    if row is None:
         return None
-    project_id, role, salt, secret_hash, expire_time, revoke_time = rows[0]
     return KeyRecord(
-        project_id, role, salt, secret_hash, _as_datetime(expire_time), revoke_time is not None
+        row.__data__["project"], row.role, row.salt, row.secret_hash, row.expire_time,
+        row.revoke_time is not None,
     )
-
-
-def _as_datetime(value: datetime | str | None) -> datetime | None:
-    """SQLite hands raw SQL its timestamps as text; PostgreSQL as datetimes."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)

@@ -10,7 +10,7 @@ from peewee import IntegrityError
 
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import AlreadyExists, NotFound
-from promo_server.store.db import is_sqlite, utcnow
+from promo_server.store.db import Compiled, is_sqlite, utcnow
 from promo_server.store.models import Code
 from promo_server.store.models import Promotion as Row
 
@@ -46,15 +46,20 @@ def insert(project_id: int, promotion: domain.Promotion) -> domain.Promotion:
     return to_domain(row)
 
 
-def get_row(project_id: int, external_id: str, *, for_update: bool = False) -> Row:
-    query = Row.select().where(
-        (Row.project == project_id)
-        & (Row.external_id == external_id)
-        & Row.delete_time.is_null()
+def _live(project_id: int, external_id: str) -> Any:
+    return Row.select().where(
+        (Row.project == project_id) & (Row.external_id == external_id) & Row.delete_time.is_null()
     )
-    if for_update and not is_sqlite():
-        query = query.for_update()
-    row = query.first()
+
+
+_GET = Compiled(_live)
+# SQLite has no row locks: its writers already hold the database's write lock.
+_GET_FOR_UPDATE = Compiled(lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update())
+
+
+def get_row(project_id: int, external_id: str, *, for_update: bool = False) -> Row:
+    query = _GET_FOR_UPDATE if for_update else _GET
+    row = query.first(Row, project_id, external_id)
     if row is None:
         raise NotFound(f"promotion {external_id!r} not found")
     return row
