@@ -21,15 +21,24 @@ def refused(call: Callable[[], Any], code: grpc.StatusCode) -> grpc.RpcError:
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
-    """The BadRequest field paths of an error, with their descriptions."""
+    """The BadRequest field paths of an error, with their descriptions (joined by "; "
+    where one field has several)."""
+    out: dict[str, str] = {}
+    for field, description in violation_list(error):
+        out[field] = f"{out[field]}; {description}" if field in out else description
+    return out
+
+
+def violation_list(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """Every BadRequest field violation of an error, in order."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     assert status is not None, "the error carries no google.rpc.Status"
-    out: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
-            out.update({v.field: v.description for v in bad.field_violations})
+            out += [(v.field, v.description) for v in bad.field_violations]
     return out
 
 

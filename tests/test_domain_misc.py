@@ -15,7 +15,7 @@ from promo_server.config import redact_url
 from promo_server.domain import pagination
 from promo_server.domain.errors import InvalidArgument
 from promo_server.domain.keys import make_key, parse_token, secret_matches
-from promo_server.domain.promotions import parse_rfc3339
+from promo_server.domain.values import parse_rfc3339
 
 QUERY_PARTS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
 QUERIES = st.lists(QUERY_PARTS, max_size=4).map(tuple)

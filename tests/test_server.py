@@ -100,8 +100,8 @@ def test_nothing_crosses_projects(running: Running) -> None:
 def test_rpcs_of_later_issues_answer_unimplemented(running: Running, project: Project) -> None:
     with running.channel() as channel:
         codes = code_pb2_grpc.CodeServiceStub(channel)
-        refused(lambda: codes.GetCode(code_pb2.GetCodeRequest(code="X"),
-                                      metadata=bearer(project.admin_key)),
+        refused(lambda: codes.ValidateCode(code_pb2.ValidateCodeRequest(code="X"),
+                                           metadata=bearer(project.admin_key)),
                 grpc.StatusCode.UNIMPLEMENTED)
         profiles = profile_pb2_grpc.ProfileServiceStub(channel)
         refused(lambda: profiles.GetProfile(profile_pb2.GetProfileRequest(),

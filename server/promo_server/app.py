@@ -20,6 +20,7 @@ from promo.v1 import (
     promotion_pb2,
     promotion_pb2_grpc,
 )
+from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
 from promo_server.api.promotions import PromotionService
 from promo_server.config import Settings
@@ -38,17 +39,36 @@ SERVICE_NAMES = (
 class Server:
     """A started-or-not gRPC server with its health service, stoppable gracefully."""
 
-    def __init__(self, grpc_server: grpc.Server, health_servicer: health.HealthServicer) -> None:
+    def __init__(
+        self,
+        grpc_server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        workers: futures.ThreadPoolExecutor,
+    ) -> None:
         self.grpc_server = grpc_server
         self.health = health_servicer
+        self._workers = workers
 
     def start(self) -> None:
         self.grpc_server.start()
 
     def stop(self, grace: float | None) -> threading.Event:
-        """Refuses new calls, lets calls in flight finish for ``grace`` seconds, then stops."""
+        """Refuses new calls, lets calls in flight finish for ``grace`` seconds, then stops.
+
+        The event is set once every handler has returned, the handlers of
+        cancelled calls too: only then are all database connections back.
+        """
         self.health.enter_graceful_shutdown()
-        return self.grpc_server.stop(grace)
+        stopped = self.grpc_server.stop(grace)
+        done = threading.Event()
+
+        def drain() -> None:
+            stopped.wait()
+            self._workers.shutdown(wait=True)
+            done.set()
+
+        threading.Thread(target=drain, name="server-stop", daemon=True).start()
+        return done
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self.grpc_server.wait_for_termination(timeout)
@@ -67,16 +87,15 @@ def create_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
+    workers = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
     grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
+        workers,
         interceptors=[Guard()],
         options=options,
     )
     promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), grpc_server)
-    # Declared now so the contract is visible; they answer UNIMPLEMENTED until built.
-    code_pb2_grpc.add_CodeServiceServicer_to_server(
-        code_pb2_grpc.CodeServiceServicer(), grpc_server
-    )
+    code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(), grpc_server)
+    # Declared now so the contract is visible; it answers UNIMPLEMENTED until built.
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(
         profile_pb2_grpc.ProfileServiceServicer(), grpc_server
     )
@@ -92,7 +111,7 @@ def create_server(
     port = grpc_server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Server(grpc_server, health_servicer), port
+    return Server(grpc_server, health_servicer, workers), port
 
 
 def serve(settings: Settings) -> None:

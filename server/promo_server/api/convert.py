@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from google.protobuf import timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from promo.v1 import code_pb2, profile_pb2
 from promo.v1 import promotion_pb2 as pb
+from promo_server.domain import codes
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation
 
@@ -148,4 +150,50 @@ def promotion_to_proto(promotion: domain.Promotion) -> pb.Promotion:
         create_time=time_to_proto(promotion.create_time),
         update_time=time_to_proto(promotion.update_time),
         redemption_count=promotion.redemption_count,
+    )
+
+
+def profile_ref_from_proto(
+    ref: profile_pb2.ProfileRef, path: str, problems: list[FieldViolation]
+) -> codes.ProfileRef | None:
+    """The reference a ProfileRef holds, or None when it names no profile."""
+    kind = ref.WhichOneof("ref")
+    if kind is None:
+        return None
+    if kind == "custom":
+        for name in ("field", "value"):
+            if not getattr(ref.custom, name):
+                problems.append(FieldViolation(f"{path}.custom.{name}", "is required"))
+        return codes.ProfileRef("custom", ref.custom.value, ref.custom.field)
+    value = getattr(ref, kind)
+    if not value:
+        problems.append(FieldViolation(f"{path}.{kind}", "must not be empty"))
+    return codes.ProfileRef(kind, value)
+
+
+def code_to_proto(code: codes.Code) -> code_pb2.Code:
+    return code_pb2.Code(
+        code=code.code,
+        promotion=code.promotion,
+        active=code.active,
+        expire_time=time_to_proto(code.expire_time),
+        retired=code.retired,
+        profile_id=code.profile_id,
+        attachment_count=code.attachment_count,
+        redemption_count=code.redemption_count,
+        issued_for=code.issued_for,
+        create_time=time_to_proto(code.create_time),
+    )
+
+
+def import_result_to_proto(result: codes.ImportResult) -> code_pb2.ImportCodesResponse:
+    return code_pb2.ImportCodesResponse(
+        imported=result.imported,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+        retired=result.retired,
+        errors=[
+            code_pb2.ImportError(line=bad.line, text=bad.text, reason=bad.reason)
+            for bad in result.errors
+        ],
     )

@@ -117,6 +117,9 @@ def _leave(token: Any, method: str, started: float, failure: grpc.Status | None)
 def _status_for(error: Exception, method: str) -> grpc.Status:
     if isinstance(error, DomainError):
         return to_status(error)
+    if isinstance(error, grpc.RpcError):
+        # Reading a client stream after the client went away (cancel, deadline).
+        return status_of(grpc.StatusCode.CANCELLED, "the call ended before the request stream")
     if isinstance(error, NotImplementedError):
         return status_of(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)):

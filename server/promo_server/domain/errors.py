@@ -84,6 +84,10 @@ class Unavailable(DomainError):
     kind = Kind.UNAVAILABLE
 
 
+class Aborted(DomainError):
+    kind = Kind.ABORTED
+
+
 class Violations:
     """Collects field violations so that every bad field is reported at once."""
 

@@ -12,11 +12,11 @@ from promo_server.domain.values import (
     ATTRIBUTE,
     LOCALE,
     MAX_TEXT,
-    RFC3339,
     amount_problem,
     currency_problem,
     decimal_problem,
     external_id_problem,
+    parse_rfc3339,
     percent_problem,
     text_problem,
 )
@@ -232,19 +232,3 @@ def _check_price_condition(condition: PriceCondition, path: str, out: Violations
         out.add(f"{path}.operator", "must be one of EQ, NE, GT, GE, LT, LE")
     if problem := amount_problem(condition.value):
         out.add(f"{path}.value", problem)
-
-
-def parse_rfc3339(value: str) -> datetime | None:
-    """An RFC 3339 date-time with its offset, or None (a bare date is not one)."""
-    if not RFC3339.fullmatch(value):
-        return None
-    date, _, rest = value.upper().partition("T")
-    whole, dot, fraction = rest.partition(".")
-    if dot:
-        # Python reads at most microseconds; RFC 3339 allows any precision.
-        digits = "".join(ch for ch in fraction if ch.isdigit())
-        whole += "." + digits[:6].ljust(6, "0") + fraction[len(digits):]
-    try:
-        return datetime.fromisoformat(f"{date}T{whole}".replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 
 # ASCII only: \\d would also match other scripts' digits.
@@ -61,3 +62,19 @@ def decimal_problem(value: str) -> str | None:
     if not DECIMAL.fullmatch(value):
         return "must be a decimal number such as -12.5"
     return None
+
+
+def parse_rfc3339(value: str) -> datetime | None:
+    """An RFC 3339 date-time with its offset, or None (a bare date is not one)."""
+    if not RFC3339.fullmatch(value):
+        return None
+    date, _, rest = value.upper().partition("T")
+    whole, dot, fraction = rest.partition(".")
+    if dot:
+        # Python reads at most microseconds; RFC 3339 allows any precision.
+        digits = "".join(ch for ch in fraction if ch.isdigit())
+        whole += "." + digits[:6].ljust(6, "0") + fraction[len(digits):]
+    try:
+        return datetime.fromisoformat(f"{date}T{whole}".replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -114,3 +114,14 @@ class Compiled:
 def utcnow() -> datetime:
     """Now in UTC, naive: the database stores UTC without an offset."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> Any:
+    """Runs hand-written SQL with ``?`` placeholders on either backend; returns the cursor.
+
+    For statements over many rows at once, where the query builder would cost
+    more than the work. No literal in such SQL may contain a ``?``.
+    """
+    if not is_sqlite():
+        sql = sql.replace("?", "%s")
+    return database.execute_sql(sql, params)

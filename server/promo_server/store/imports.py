@@ -1,0 +1,320 @@
+"""Bulk writes of codes: a scratch table filled while the stream arrives, published at once.
+
+Lines land in a TEMP table of the connection the import holds: nothing
+outside the call sees them, SQLite takes no write lock for them, and a call
+that fails, is cancelled or whose process dies leaves nothing behind. The
+pool changes only in ``publish``, one transaction of set-based statements.
+Rows travel as one JSON array per batch, so the per-row work happens inside
+the database rather than in Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from promo_server.domain.csvimport import BadLine, Rows
+from promo_server.store.codes import Pool
+from promo_server.store.db import execute, is_sqlite
+
+IMPORT_TABLE = "import_line"
+GENERATED_TABLE = "generated_code"
+# Pages SQLite keeps in memory for the import's connection (KiB, negative by
+# SQLite's convention): the new codes' index pages stay cached while they are
+# written. The pooled connection gets the default back afterwards.
+IMPORT_CACHE_KIB = 65536
+SQLITE_DEFAULT_CACHE_KIB = 2000
+# Serialises publishing into one project's pools across server processes on
+# PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE).
+_PG_POOL_LOCK = 0x706F6F6C
+REPORTED_CONFLICTS = 100
+
+
+@dataclass(frozen=True)
+class Published:
+    imported: int  # new codes, and retired codes of the pool brought back
+    conflicts: int  # lines whose code lives in another pool of the project
+    retired: int
+    first_conflicts: list[BadLine]
+
+
+@contextlib.contextmanager
+def import_stage() -> Iterator[ImportStage]:
+    stage = ImportStage()
+    try:
+        yield stage
+    finally:
+        _drop(IMPORT_TABLE)
+        _restore_cache()
+
+
+@contextlib.contextmanager
+def generated_stage() -> Iterator[GeneratedStage]:
+    stage = GeneratedStage()
+    try:
+        yield stage
+    finally:
+        _drop(GENERATED_TABLE)
+        _restore_cache()
+
+
+class ImportStage:
+    """The lines of one import, in file order, duplicates included."""
+
+    def __init__(self) -> None:
+        _drop(IMPORT_TABLE)
+        _grow_cache()
+        if is_sqlite():
+            execute(
+                f"CREATE TEMP TABLE {IMPORT_TABLE} "
+                "(line INTEGER NOT NULL, code TEXT NOT NULL, code_key TEXT NOT NULL, "
+                "expire_time TEXT)"
+            )
+        else:
+            execute(
+                f"CREATE TEMP TABLE {IMPORT_TABLE} "
+                "(line bigint NOT NULL, code text NOT NULL, code_key text NOT NULL, "
+                "expire_time timestamp)"
+            )
+        self.lines = 0
+
+    def add(self, rows: Rows) -> None:
+        if not rows.codes:
+            return
+        if any(moment is not None for moment in rows.expire_times):
+            expiries = [None if m is None else m.isoformat(" ") for m in rows.expire_times]
+            payload = json.dumps(list(zip(rows.lines, rows.codes, expiries, strict=True)))
+        else:
+            payload = json.dumps(list(zip(rows.lines, rows.codes, strict=True)))
+        if is_sqlite():
+            execute(
+                f"INSERT INTO {IMPORT_TABLE} (line, code, code_key, expire_time) "
+                "SELECT value->>0, value->>1, lower(value->>1), value->>2 FROM json_each(?)",
+                (payload,),
+            )
+        else:
+            execute(
+                f"INSERT INTO {IMPORT_TABLE} (line, code, code_key, expire_time) "
+                "SELECT (e->>0)::bigint, e->>1, lower(e->>1), (e->>2)::timestamp "
+                "FROM json_array_elements(?::json) AS e",
+                (payload,),
+            )
+        self.lines += len(rows.codes)
+
+    def publish(
+        self,
+        target: Pool,
+        *,
+        replace: bool,
+        default_expire_time: datetime | None,
+        now: datetime,
+        keep_conflicts: bool,
+    ) -> Published:
+        """Adds the lines' codes to the pool; call inside a write transaction.
+
+        The first line of a code decides its expiry. A line whose code is in
+        another pool is a conflict: without ``keep_conflicts`` the pool is left
+        alone and the conflicts are returned, with it the other lines go in.
+        REPLACE retires the pool's codes that are not in the file and were
+        never handed out.
+        """
+        _lock_pools(target.project_id)
+        conflicts, first = self._conflicts(target)
+        if conflicts and not keep_conflicts:
+            return Published(0, conflicts, 0, first)
+        revived = retired = 0
+        if _pool_has_codes(target):
+            execute(f"CREATE INDEX {IMPORT_TABLE}_key ON {IMPORT_TABLE} (code_key, line)")
+            revived = _count(
+                execute(
+                    "UPDATE code SET retire_time = NULL, expire_time = "
+                    f"(SELECT coalesce(s.expire_time, ?) FROM {IMPORT_TABLE} s "
+                    " WHERE s.code_key = code.code_key ORDER BY s.line LIMIT 1) "
+                    f"WHERE {_in_pool(target)} AND retire_time IS NOT NULL "
+                    "AND hand_out_time IS NULL "
+                    f"AND code_key IN (SELECT code_key FROM {IMPORT_TABLE})",
+                    (default_expire_time, *_pool_params(target)),
+                )
+            )
+            if replace:
+                retired = _count(
+                    execute(
+                        f"UPDATE code SET retire_time = ? WHERE {_in_pool(target)} "
+                        "AND retire_time IS NULL AND hand_out_time IS NULL AND NOT EXISTS "
+                        f"(SELECT 1 FROM {IMPORT_TABLE} s WHERE s.code_key = code.code_key)",
+                        (now, *_pool_params(target)),
+                    )
+                )
+        # In code order: the unique index then grows at its end instead of at
+        # random places, which is most of the work for a large file.
+        inserted = _count(
+            execute(
+                _insert_ignoring_taken(
+                    "INTO code (project_id, promotion_id, code, code_key, active, expire_time, "
+                    "attachment_count, redemption_count, create_time) "
+                    "SELECT ?, ?, code, code_key, TRUE, coalesce(expire_time, ?), 0, 0, ? "
+                    f"FROM {IMPORT_TABLE} ORDER BY code_key, line"
+                ),
+                (target.project_id, target.promotion_id, default_expire_time, now),
+            )
+        )
+        return Published(inserted + revived, conflicts, retired, first)
+
+    def _conflicts(self, target: Pool) -> tuple[int, list[BadLine]]:
+        """How many lines name a code of another pool, and the first of them."""
+        if not _project_has_codes(target.project_id):
+            return 0, []
+        joined = (
+            f"FROM {IMPORT_TABLE} s JOIN code c "
+            "ON c.project_id = ? AND c.code_key = s.code_key "
+            "LEFT JOIN promotion p ON p.id = c.promotion_id "
+            f"WHERE {_outside_pool(target, 'c')}"
+        )
+        params = (target.project_id, *_outside_params(target))
+        count = execute(f"SELECT count(*) {joined}", params).fetchone()[0]
+        if not count:
+            return 0, []
+        rows = execute(
+            f"SELECT s.line, s.code, p.external_id, p.delete_time {joined} "
+            f"ORDER BY s.line LIMIT {REPORTED_CONFLICTS}",
+            params,
+        ).fetchall()
+        return count, [BadLine(line, code, _owner(owner, gone)) for line, code, owner, gone in rows]
+
+
+class GeneratedStage:
+    """Distinct new codes in the order they were drawn, none of them in the project yet
+    (as of the last ``drop_taken``)."""
+
+    def __init__(self) -> None:
+        _drop(GENERATED_TABLE)
+        _grow_cache()
+        seq = "INTEGER PRIMARY KEY" if is_sqlite() else "bigserial PRIMARY KEY"
+        execute(
+            f"CREATE TEMP TABLE {GENERATED_TABLE} (seq {seq}, code_key text NOT NULL UNIQUE, "
+            "code text NOT NULL, round integer NOT NULL)"
+        )
+        self.round = 0
+
+    def add(self, codes: Sequence[str]) -> None:
+        """Adds codes of a new round, skipping those already staged."""
+        self.round += 1
+        if is_sqlite():
+            select = "SELECT lower(value), value, ? FROM json_each(?)"
+        else:
+            select = "SELECT lower(e), e, ? FROM json_array_elements_text(?::json) AS e"
+        execute(
+            _insert_ignoring_taken(f"INTO {GENERATED_TABLE} (code_key, code, round) {select}"),
+            (self.round, json.dumps(list(codes))),
+        )
+
+    def drop_taken(self, project_id: int, *, every_round: bool = False) -> None:
+        """Removes staged codes the project already has: of the last round, or of every round."""
+        if not _project_has_codes(project_id):
+            return
+        rounds = "" if every_round else f"round = {self.round} AND "
+        execute(
+            f"DELETE FROM {GENERATED_TABLE} WHERE {rounds}EXISTS "
+            "(SELECT 1 FROM code c WHERE c.project_id = ? "
+            f"AND c.code_key = {GENERATED_TABLE}.code_key)",
+            (project_id,),
+        )
+
+    def count(self) -> int:
+        count: int = execute(f"SELECT count(*) FROM {GENERATED_TABLE}").fetchone()[0]
+        return count
+
+    def publish(
+        self, target: Pool, count: int, *, expire_time: datetime | None, now: datetime
+    ) -> int:
+        """Adds the first ``count`` codes drawn to the pool; call inside a write
+        transaction, after ``lock`` and ``drop_taken(every_round=True)``."""
+        return _count(
+            execute(
+                "INSERT INTO code (project_id, promotion_id, code, code_key, active, "
+                "expire_time, attachment_count, redemption_count, create_time) "
+                "SELECT ?, ?, code, code_key, TRUE, ?, 0, 0, ? FROM "
+                f"(SELECT code, code_key FROM {GENERATED_TABLE} ORDER BY seq LIMIT ?) AS drawn "
+                "ORDER BY code_key",
+                (target.project_id, target.promotion_id, expire_time, now, count),
+            )
+        )
+
+
+def lock(target: Pool) -> None:
+    """Serialises writers of the project's pools until the transaction ends."""
+    _lock_pools(target.project_id)
+
+
+def _lock_pools(project_id: int) -> None:
+    if not is_sqlite():
+        execute("SELECT pg_advisory_xact_lock(?, ?)", (_PG_POOL_LOCK, project_id))
+
+
+def _insert_ignoring_taken(rest: str) -> str:
+    """An INSERT that skips rows whose unique key is taken (by the table or the statement)."""
+    if is_sqlite():
+        return f"INSERT OR IGNORE {rest}"
+    return f"INSERT {rest} ON CONFLICT DO NOTHING"
+
+
+def _in_pool(target: Pool) -> str:
+    if target.promotion_id is None:
+        return "project_id = ? AND promotion_id IS NULL"
+    return "project_id = ? AND promotion_id = ?"
+
+
+def _outside_pool(target: Pool, alias: str) -> str:
+    if target.promotion_id is None:
+        return f"{alias}.promotion_id IS NOT NULL"
+    return f"({alias}.promotion_id IS NULL OR {alias}.promotion_id <> ?)"
+
+
+def _outside_params(target: Pool) -> tuple[int, ...]:
+    return () if target.promotion_id is None else (target.promotion_id,)
+
+
+def _pool_params(target: Pool) -> tuple[int, ...]:
+    if target.promotion_id is None:
+        return (target.project_id,)
+    return (target.project_id, target.promotion_id)
+
+
+def _project_has_codes(project_id: int) -> bool:
+    found = execute("SELECT 1 FROM code WHERE project_id = ? LIMIT 1", (project_id,))
+    return found.fetchone() is not None
+
+
+def _pool_has_codes(target: Pool) -> bool:
+    found = execute(f"SELECT 1 FROM code WHERE {_in_pool(target)} LIMIT 1", _pool_params(target))
+    return found.fetchone() is not None
+
+
+def _owner(external_id: str | None, deleted: Any) -> str:
+    if external_id is None:
+        return "the code is already in the project's global pool"
+    if deleted is not None:
+        return f"the code belongs to the deleted promotion {external_id!r}"
+    return f"the code is already in the pool of promotion {external_id!r}"
+
+
+def _count(cursor: Any) -> int:
+    return max(cursor.rowcount, 0)
+
+
+def _drop(table: str) -> None:
+    execute(f"DROP TABLE IF EXISTS {'temp.' if is_sqlite() else 'pg_temp.'}{table}")
+
+
+def _grow_cache() -> None:
+    if is_sqlite():
+        execute(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
+
+
+def _restore_cache() -> None:
+    if is_sqlite():
+        execute(f"PRAGMA cache_size = -{SQLITE_DEFAULT_CACHE_KIB}")
