@@ -332,9 +332,8 @@ def test_generate_refuses_what_the_pattern_cannot_give(api: Api) -> None:
     taken = refused(lambda: api.generate("", 5, "G-#"), grpc.StatusCode.FAILED_PRECONDITION)
     assert "longer pattern" in taken.details()
     for pattern, words in [("AB CD#", "literal"), ("ABC", "placeholder"), ("#" * 65, "1..64")]:
-        assert words in field_violations(refused(lambda: api.generate("", 1, pattern), INVALID))[
-            "pattern"
-        ]
+        error = refused(lambda p=pattern: api.generate("", 1, p), INVALID)
+        assert words in field_violations(error)["pattern"]
     assert "count" in field_violations(refused(lambda: api.generate("", 0, "#####"), INVALID))
     assert len(api.pool()) == 10
 
