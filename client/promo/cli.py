@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
 import click
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from promo.client import DEFAULT_TARGET, PromoClient
 from promo.errors import PromoError
-from promo.v1 import promotion_pb2
+from promo.v1 import code_pb2, promotion_pb2
 
 _M = TypeVar("_M", bound=Message)
 
@@ -38,6 +50,8 @@ class App:
         self.as_json = as_json
         self._client: PromoClient | None = None
         self.console = Console()
+        # Progress bars and notes go to stderr, so that stdout stays data.
+        self.err_console = Console(stderr=True)
 
     @property
     def client(self) -> PromoClient:
@@ -120,6 +134,23 @@ def _parse_json_object(name: str, data: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise CliFailure(f"{name}: expected a JSON object")
     return document
+
+
+class Rfc3339(click.ParamType):
+    """A point in time written in RFC 3339, with its offset: 2025-12-31T23:59:59Z."""
+
+    name = "RFC3339"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            self.fail(f"{value!r} is not an RFC 3339 time such as 2025-12-31T23:59:59Z", param, ctx)
+        return parsed
 
 
 def cell(value: object) -> Text:
@@ -322,3 +353,389 @@ def _attribute_condition(condition: promotion_pb2.AttributeCondition) -> str:
     kind = promotion_pb2.AttributeCondition.Type.Name(condition.type)
     text = f"{condition.attribute} {_operator(condition.operator)} {condition.value} ({kind})"
     return f"{text}, may be missing" if condition.can_be_missing else text
+
+
+CODE_FILTERS = [
+    name.lower()
+    for name, number in code_pb2.CodeFilter.items()
+    if number != code_pb2.CODE_FILTER_UNSPECIFIED
+]
+
+
+pool_option = click.option(
+    "--promotion", default="", help="The promotion's pool; default: the global pool."
+)
+filter_option = click.option(
+    "--filter",
+    "code_filter",
+    type=click.Choice(CODE_FILTERS, case_sensitive=False),
+    help="Only these codes; default: all.",
+)
+
+
+@cli.group()
+def codes() -> None:
+    """Fill and export code pools; read and change their codes."""
+
+
+@codes.command("import")
+@click.argument("path", metavar="FILE")
+@pool_option
+@click.option("--append", is_flag=True, help="Add to the pool instead of replacing its set.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good lines, report the bad ones.")
+@click.option("--header", is_flag=True, help="The first line is a header.")
+@click.option(
+    "--default-expire-time", type=Rfc3339(), help="Expiry of lines without a second column."
+)
+@pass_app
+def import_codes(
+    app: App,
+    path: str,
+    promotion: str,
+    append: bool,
+    skip_invalid: bool,
+    header: bool,
+    default_expire_time: datetime | None,
+) -> None:
+    """Uploads a CSV of codes into a pool; FILE - reads stdin.
+
+    A line holds a code, then optionally its expiry in RFC 3339. Without --append the
+    file becomes the pool: its codes never handed out that the file lacks are retired.
+    Without --skip-invalid one bad line refuses the whole file.
+    """
+    name = "<stdin>" if path == "-" else path
+    bar = _transfer_bar(app, shown=not app.as_json, counting="lines")
+    with _open_input(path, name) as file, bar:
+        task = bar.add_task("importing", total=_regular_file_size(file), records=0)
+        # Once the file is sent, the server still checks and publishes it.
+        reader = _CountingReader(file, at_end=lambda: bar.update(task, description="publishing"))
+
+        def sent(n_bytes: int) -> None:
+            bar.update(task, completed=n_bytes, records=reader.lines)
+
+        try:
+            response = app.client.import_csv(
+                reader,
+                promotion,
+                mode="append" if append else "replace",
+                has_header=header,
+                skip_invalid=skip_invalid,
+                default_expire_time=default_expire_time,
+                progress=sent,
+            )
+        except OSError as err:
+            raise CliFailure(f"{name}: cannot read: {err.strerror or err}") from err
+    app.show(response, render_import)
+
+
+@codes.command("export")
+@pool_option
+@filter_option
+@click.option(
+    "--output", default="-", show_default=True, metavar="FILE", help="Where to write; - for stdout."
+)
+@pass_app
+def export_codes(app: App, promotion: str, code_filter: str | None, output: str) -> None:
+    """Writes a pool as CSV with a header row.
+
+    The file can be imported back with --header. A file named by --output appears only
+    once the export is complete.
+    """
+    to_stdout = output == "-"
+    name = "<stdout>" if to_stdout else output
+    # A live bar on the terminal the CSV is printed to would be torn apart by it.
+    shown = not app.as_json and not (to_stdout and sys.stdout.isatty())
+    bar = _transfer_bar(app, shown=shown, counting="codes")
+    with bar:
+        task = bar.add_task("exporting", total=None, records=0)
+
+        def received(n_bytes: int, n_codes: int) -> None:
+            bar.update(task, completed=n_bytes, records=n_codes)
+
+        try:
+            if to_stdout:
+                with click.open_file("-", "wb") as stdout:
+                    count = app.client.export_csv(
+                        stdout, promotion, filter=code_filter, progress=received
+                    )
+            else:
+                count = app.client.export_csv(
+                    output, promotion, filter=code_filter, progress=received
+                )
+        except OSError as err:
+            raise CliFailure(f"{name}: cannot write: {err.strerror or err}") from err
+    if app.as_json and not to_stdout:
+        app.show_json({"exported": count, "output": output})
+    else:
+        click.echo(f"exported {_codes(count)} to {name}", err=True)
+
+
+@codes.command("generate")
+@pool_option
+@click.option("--count", type=click.IntRange(min=1), required=True, help="How many codes.")
+@click.option(
+    "--pattern",
+    required=True,
+    help="# a digit, ? a letter, * a letter or digit, anything else itself: SALE-####-??",
+)
+@click.option("--expire-time", type=Rfc3339(), help="Expiry of the codes; default: never.")
+@pass_app
+def generate_codes(
+    app: App, promotion: str, count: int, pattern: str, expire_time: datetime | None
+) -> None:
+    """Adds random codes of a pattern to a pool."""
+    generated = app.client.generate_codes(promotion, count, pattern, expire_time=expire_time)
+    if app.as_json:
+        app.show_json({"generated": generated})
+    else:
+        click.echo(f"generated {_codes(generated)} in {_pool_name(promotion)}")
+
+
+@codes.command("get")
+@click.argument("code")
+@pass_app
+def get_code(app: App, code: str) -> None:
+    """Shows one code, named in any case."""
+    app.show(app.client.get_code(code), render_code)
+
+
+@codes.command("list")
+@pool_option
+@click.option("--profile-id", help="Only the codes of the profile with this id.")
+@click.option("--email", help="Only the codes of the profile with this e-mail address.")
+@click.option("--phone", help="Only the codes of the profile with this phone number.")
+@click.option(
+    "--custom", metavar="FIELD=VALUE", help="Only the codes of the profile with this custom field."
+)
+@filter_option
+@click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--page-token", default="", help="The next page token of a previous list.")
+@click.option("--all", "every_page", is_flag=True, help="Fetch every page.")
+@pass_app
+def list_codes(
+    app: App,
+    promotion: str,
+    profile_id: str | None,
+    email: str | None,
+    phone: str | None,
+    custom: str | None,
+    code_filter: str | None,
+    page_size: int,
+    page_token: str,
+    every_page: bool,
+) -> None:
+    """Lists the codes of a pool, or those a profile holds."""
+    if every_page and page_token:
+        raise click.UsageError("--all starts from the first page; drop --page-token")
+    profile = _profile_ref(profile_id=profile_id, email=email, phone=phone, custom=custom)
+    # A profile's codes may come from any pool; otherwise they all share the one asked for.
+    pool = None if profile else promotion
+    if every_page:
+        found = list(
+            app.client.iter_codes(
+                promotion=promotion, profile=profile, filter=code_filter, page_size=page_size
+            )
+        )
+        _show_codes(app, found, next_page_token="", pool=pool, every_page=True)
+        return
+    page = app.client.list_codes(
+        promotion=promotion,
+        profile=profile,
+        filter=code_filter,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    _show_codes(app, page.codes, page.next_page_token, pool=pool, every_page=False)
+
+
+@codes.command("update")
+@click.argument("code")
+@click.option("--active/--inactive", default=None, help="Accept or refuse the code.")
+@click.option("--expire-time", type=Rfc3339(), help="A new expiry.")
+@click.option("--no-expire-time", is_flag=True, help="The code never expires.")
+@pass_app
+def update_code(
+    app: App, code: str, active: bool | None, expire_time: datetime | None, no_expire_time: bool
+) -> None:
+    """Changes a code's active flag or expiry."""
+    if expire_time is not None and no_expire_time:
+        raise click.UsageError("give --expire-time or --no-expire-time, not both")
+    if active is None and expire_time is None and not no_expire_time:
+        raise click.UsageError(
+            "nothing to change: give --active, --inactive, --expire-time or --no-expire-time"
+        )
+    updated = app.client.update_code(
+        code, active=active, expire_time=expire_time, clear_expire_time=no_expire_time
+    )
+    app.show(updated, render_code)
+
+
+@contextmanager
+def _open_input(path: str, name: str) -> Iterator[IO[bytes]]:
+    """The file to import (stdin for `-`), kept open while the upload reads it."""
+    try:
+        file = click.open_file(path, "rb")
+    except OSError as err:
+        raise CliFailure(f"{name}: cannot read: {err.strerror}") from err
+    with file:
+        yield file
+
+
+def _regular_file_size(file: IO[bytes]) -> int | None:
+    """The size of a regular file (stdin redirected from one too); None for a pipe."""
+    try:
+        info = os.fstat(file.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+class _CountingReader:
+    """Reads a file through, counting its line breaks (the lines sent so far, for free) and
+    telling `at_end` when the file is read to its end."""
+
+    def __init__(self, file: IO[bytes], at_end: Callable[[], None]) -> None:
+        self._file = file
+        self._at_end = at_end
+        self.lines = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._file.read(size)
+        if not data:
+            self._at_end()
+        self.lines += data.count(b"\n")
+        return data
+
+
+def _transfer_bar(app: App, *, shown: bool, counting: str) -> Progress:
+    """A progress bar on stderr of the bytes moved and the records counted (task field
+    `records`); drawn only when asked for and stderr is a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn(f"{{task.fields[records]:,}} {counting}"),
+        TimeElapsedColumn(),
+        console=app.err_console,
+        disable=not (shown and app.err_console.is_terminal),
+    )
+
+
+def _profile_ref(
+    *, profile_id: str | None, email: str | None, phone: str | None, custom: str | None
+) -> dict[str, Any] | None:
+    given: dict[str, Any] = {}
+    if profile_id is not None:
+        given["profile_id"] = profile_id
+    if email is not None:
+        given["email"] = email
+    if phone is not None:
+        given["phone"] = phone
+    if custom is not None:
+        field, equals, value = custom.partition("=")
+        if not equals or not field:
+            raise click.BadParameter("expected FIELD=VALUE", param_hint="--custom")
+        given["custom"] = {"field": field, "value": value}
+    if len(given) > 1:
+        raise click.UsageError("give at most one of --profile-id, --email, --phone, --custom")
+    return given or None
+
+
+def _show_codes(
+    app: App,
+    found: Sequence[code_pb2.Code],
+    next_page_token: str,
+    *,
+    pool: str | None,
+    every_page: bool,
+) -> None:
+    if app.as_json:
+        documents = [json_format.MessageToDict(code) for code in found]
+        app.show_json(
+            documents if every_page else {"codes": documents, "nextPageToken": next_page_token}
+        )
+        return
+    app.console.print(codes_table(found, pool))
+    if next_page_token:
+        click.echo(f"more: --page-token {next_page_token}", err=True)
+
+
+def _codes(count: int) -> str:
+    return f"{count:,} code" if count == 1 else f"{count:,} codes"
+
+
+def _pool_name(promotion: str) -> str:
+    return promotion or "the global pool"
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def codes_table(found: Sequence[code_pb2.Code], pool: str | None) -> Table:
+    """The codes as a table; those of one `pool` name it in the title instead of every row."""
+    title = None if pool is None else f"codes of {_pool_name(pool)}"
+    table = Table(title=title, title_justify="left")
+    # Codes stay whole on one line, to be copied into the next command.
+    longest = max((len(code.code) for code in found), default=4)
+    table.add_column("code", no_wrap=True, min_width=longest)
+    if pool is None:
+        table.add_column("promotion", overflow="fold")
+    table.add_column("active")
+    table.add_column("expires (UTC)", no_wrap=True)
+    table.add_column("retired")
+    table.add_column("holder", overflow="fold")
+    table.add_column("attached", justify="right")
+    table.add_column("redeemed", justify="right")
+    table.add_column("created (UTC)", no_wrap=True)
+    for code in found:
+        promotion = [] if pool is not None else [cell(code.promotion or "(global pool)")]
+        table.add_row(
+            cell(code.code),
+            *promotion,
+            cell(_yes_no(code.active)),
+            cell(short_time(code, "expire_time")),
+            cell(_yes_no(code.retired)),
+            cell(code.profile_id or "-"),
+            cell(code.attachment_count),
+            cell(code.redemption_count),
+            cell(short_time(code, "create_time")),
+        )
+    return table
+
+
+def render_code(code: code_pb2.Code) -> Table:
+    return key_value_table(_code_rows(code))
+
+
+def _code_rows(code: code_pb2.Code) -> Iterable[tuple[str, str]]:
+    yield "code", code.code
+    yield "promotion", code.promotion or "(global pool)"
+    if code.issued_for:
+        yield "issued_for", code.issued_for
+    yield "active", _yes_no(code.active)
+    yield "expire_time", timestamp(code, "expire_time", "never")
+    yield "retired", _yes_no(code.retired)
+    yield "profile_id", code.profile_id or "-"
+    yield "attachment_count", str(code.attachment_count)
+    yield "redemption_count", str(code.redemption_count)
+    yield "create_time", timestamp(code, "create_time")
+
+
+def render_import(response: code_pb2.ImportCodesResponse) -> RenderableType:
+    counts = key_value_table(
+        (field, f"{getattr(response, field):,}")
+        for field in ("imported", "duplicates", "rejected", "retired")
+    )
+    if not response.errors:
+        return counts
+    errors = Table(title="rejected lines", title_justify="left")
+    errors.add_column("line", justify="right", no_wrap=True)
+    errors.add_column("text", overflow="fold")
+    errors.add_column("reason", overflow="fold")
+    for error in response.errors:
+        errors.add_row(cell(error.line), cell(error.text), cell(error.reason))
+    if response.rejected > len(response.errors):
+        errors.caption = f"the first {len(response.errors)} of {response.rejected:,}"
+    return Group(counts, Text(), errors)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2, json_format
@@ -14,11 +19,16 @@ from google.protobuf.message import Message
 
 from promo.errors import from_rpc_error
 from promo.v1 import (
+    code_pb2,
     code_pb2_grpc,
+    profile_pb2,
     profile_pb2_grpc,
     promotion_pb2,
     promotion_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead, SupportsWrite
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -62,6 +72,16 @@ SERVICE_CONFIG = json.dumps(
 PromotionLike: TypeAlias = "promotion_pb2.Promotion | Mapping[str, Any]"
 # A Promotion.State value or its name, in any case ("ACTIVE", "inactive").
 StateLike: TypeAlias = "promotion_pb2.Promotion.State | str"
+# A CodeFilter value or its name, in any case ("available", "RETIRED").
+CodeFilterLike: TypeAlias = "code_pb2.CodeFilter | str"
+# An import mode: "replace" or "append", in any case, or the Mode value.
+ImportModeLike: TypeAlias = "code_pb2.ImportCodesRequest.Spec.Mode | str"
+# A ProfileRef or its fields: {"email": ...}, {"custom": {"field": ..., "value": ...}}.
+ProfileLike: TypeAlias = "profile_pb2.ProfileRef | Mapping[str, Any]"
+# Where an import reads: a path, or a file object opened in binary mode.
+CsvSource: TypeAlias = "str | os.PathLike[str] | SupportsRead[bytes]"
+# Where an export writes: a path, or a file object opened in binary mode.
+CsvDestination: TypeAlias = "str | os.PathLike[str] | SupportsWrite[bytes]"
 
 _R = TypeVar("_R")
 
@@ -131,7 +151,7 @@ class PromoClient:
     ) -> promotion_pb2.ListPromotionsResponse:
         """One page of promotions, oldest first."""
         request = promotion_pb2.ListPromotionsRequest(
-            state=state.upper() if isinstance(state, str) else state,
+            state=_enum(state),
             page_size=page_size,
             page_token=page_token,
         )
@@ -163,9 +183,198 @@ class PromoClient:
         request = promotion_pb2.DeletePromotionRequest(external_id=external_id)
         self._call(self.promotions.DeletePromotion, request)
 
-    def _call(self, method: Callable[..., _R], request: Message) -> _R:
+    def import_csv(
+        self,
+        source: CsvSource,
+        promotion: str = "",
+        *,
+        mode: ImportModeLike = "replace",
+        has_header: bool = False,
+        skip_invalid: bool = False,
+        default_expire_time: datetime | None = None,
+        chunk_size: int = 64 * 1024,
+        progress: Callable[[int], None] | None = None,
+        timeout: float | None = None,
+    ) -> code_pb2.ImportCodesResponse:
+        """Uploads a CSV of codes into a pool ("" is the global pool), streaming it from disk.
+
+        `progress(n_bytes)` is called, on a gRPC thread, with the bytes sent so far after each
+        chunk; if it raises, the import is cancelled and the error raised here. There is no
+        deadline unless `timeout` is given: an import of millions of codes takes minutes. A
+        failed or interrupted import changes nothing, and it is never retried.
+        """
+        spec = code_pb2.ImportCodesRequest.Spec(
+            promotion=promotion,
+            mode=_enum(mode),
+            has_header=has_header,
+            skip_invalid=skip_invalid,
+            default_expire_time=default_expire_time,
+        )
+        with _open_source(source) as file:
+            upload = _Upload(spec, file, chunk_size, progress)
+            call = upload.start(self.codes.ImportCodes, timeout, self.metadata)
+            try:
+                return call.result()
+            except grpc.FutureCancelledError:
+                if upload.failure is None:
+                    raise
+                raise upload.failure from None
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from err
+            finally:
+                # An interrupted wait (Ctrl-C) must not leave the upload running.
+                call.cancel()
+                upload.stop()
+
+    def export_csv(
+        self,
+        destination: CsvDestination,
+        promotion: str = "",
+        *,
+        filter: CodeFilterLike | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Writes a pool ("" is the global pool) as CSV with a header; returns the codes written.
+
+        A path is written through a temporary file beside it, renamed at the end: a failed
+        export never leaves a partial file under that name. `progress(n_bytes, n_codes)` is
+        called after each chunk. There is no deadline unless `timeout` is given.
+        """
+        request = code_pb2.ExportCodesRequest(promotion=promotion, filter=_enum(filter))
+        if not isinstance(destination, str | os.PathLike):
+            return self._export(request, destination, progress, timeout)
+        final = Path(destination)
+        partial = final.with_name(f".{final.name}.{secrets.token_hex(4)}.part")
         try:
-            return method(request, timeout=self.timeout, metadata=self.metadata)
+            with partial.open("xb") as file:
+                count = self._export(request, file, progress, timeout)
+            partial.replace(final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return count
+
+    def _export(
+        self,
+        request: code_pb2.ExportCodesRequest,
+        file: SupportsWrite[bytes],
+        progress: Callable[[int, int], None] | None,
+        timeout: float | None,
+    ) -> int:
+        lines = _LineCounter()
+        responses = self.codes.ExportCodes(request, timeout=timeout, metadata=self.metadata)
+        try:
+            for response in responses:
+                file.write(response.chunk)
+                lines.feed(response.chunk)
+                if progress is not None:
+                    progress(lines.bytes, lines.data_lines)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            # Stops the server's stream when the caller's file or callback fails.
+            responses.cancel()
+        return lines.data_lines
+
+    def generate_codes(
+        self,
+        promotion: str,
+        count: int,
+        pattern: str,
+        *,
+        expire_time: datetime | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Adds `count` random codes of `pattern` to a pool; returns how many were added.
+
+        In the pattern `#` is a digit, `?` a letter, `*` a letter or digit, anything else itself.
+        There is no deadline unless `timeout` is given: millions of codes take a while. Never
+        retried (a repeat adds as many again).
+        """
+        request = code_pb2.GenerateCodesRequest(
+            promotion=promotion, count=count, pattern=pattern, expire_time=expire_time
+        )
+        return self._call_within(timeout, self.codes.GenerateCodes, request).generated
+
+    def get_code(self, code: str) -> code_pb2.Code:
+        """One code, named in any case."""
+        return self._call(self.codes.GetCode, code_pb2.GetCodeRequest(code=code))
+
+    def list_codes(
+        self,
+        *,
+        promotion: str = "",
+        profile: ProfileLike | None = None,
+        filter: CodeFilterLike | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> code_pb2.ListCodesResponse:
+        """One page of a pool's codes ("" is the global pool), or of the codes a profile holds."""
+        request = code_pb2.ListCodesRequest(
+            promotion=promotion,
+            profile=profile,
+            filter=_enum(filter),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._call(self.codes.ListCodes, request)
+
+    def iter_codes(
+        self,
+        *,
+        promotion: str = "",
+        profile: ProfileLike | None = None,
+        filter: CodeFilterLike | None = None,
+        page_size: int = 0,
+    ) -> Iterator[code_pb2.Code]:
+        """Every code list_codes finds, fetching the pages as the iteration reaches them."""
+        page_token = ""
+        while True:
+            page = self.list_codes(
+                promotion=promotion,
+                profile=profile,
+                filter=filter,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            yield from page.codes
+            page_token = page.next_page_token
+            if not page_token:
+                return
+
+    def update_code(
+        self,
+        code: str,
+        *,
+        active: bool | None = None,
+        expire_time: datetime | None = None,
+        clear_expire_time: bool = False,
+    ) -> code_pb2.Code:
+        """Changes what is given of a code: its active flag, its expiry, or removes its expiry."""
+        if expire_time is not None and clear_expire_time:
+            raise ValueError("give expire_time or clear_expire_time, not both")
+        paths = []
+        if active is not None:
+            paths.append("active")
+        if expire_time is not None or clear_expire_time:
+            paths.append("expire_time")
+        if not paths:
+            raise ValueError("nothing to change: give active, expire_time or clear_expire_time")
+        request = code_pb2.UpdateCodeRequest(
+            code=code_pb2.Code(code=code, active=bool(active), expire_time=expire_time),
+            update_mask=field_mask_pb2.FieldMask(paths=paths),
+        )
+        return self._call(self.codes.UpdateCode, request)
+
+    def _call(self, method: Callable[..., _R], request: Message) -> _R:
+        return self._call_within(self.timeout, method, request)
+
+    def _call_within(
+        self, timeout: float | None, method: Callable[..., _R], request: Message
+    ) -> _R:
+        """A unary call with its own deadline in seconds; None: none at all."""
+        try:
+            return method(request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
 
@@ -174,3 +383,120 @@ def _as_promotion(promotion: PromotionLike) -> promotion_pb2.Promotion:
     if isinstance(promotion, promotion_pb2.Promotion):
         return promotion
     return json_format.ParseDict(promotion, promotion_pb2.Promotion())
+
+
+_E = TypeVar("_E", bound=int)
+
+
+def _enum(value: _E | str | None) -> _E | str | None:
+    """An enum as protobuf constructors take it: its value, or its name in upper case."""
+    return value.upper() if isinstance(value, str) else value
+
+
+@contextlib.contextmanager
+def _open_source(source: CsvSource) -> Iterator[SupportsRead[bytes]]:
+    """The file to read: a path is opened (and closed after), a file object is used as is."""
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as file:
+            yield file
+    else:
+        yield source
+
+
+class _Upload:
+    """The request stream of an import: the spec, then the file in chunks as gRPC asks.
+
+    gRPC pulls the requests on a thread of its own and would only log a failure there, so a
+    file that cannot be read (or a progress callback that raises) cancels the call and is
+    kept as `failure` for the caller.
+    """
+
+    def __init__(
+        self,
+        spec: code_pb2.ImportCodesRequest.Spec,
+        file: SupportsRead[bytes],
+        chunk_size: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
+        self._spec = spec
+        self._file = file
+        self._chunk_size = chunk_size
+        self._progress = progress
+        self._reading = threading.Lock()
+        self._stopped = False
+        self._call: grpc.Future | None = None
+        self._started = threading.Event()
+        self.failure: Exception | None = None
+
+    def start(self, method: Any, timeout: float | None, metadata: Any) -> grpc.Future:
+        try:
+            self._call = method.future(self._requests(), timeout=timeout, metadata=metadata)
+        finally:
+            self._started.set()
+        return self._call
+
+    def stop(self) -> None:
+        """Reads no more: once this returns, the file may be closed."""
+        with self._reading:
+            self._stopped = True
+
+    def _requests(self) -> Iterator[code_pb2.ImportCodesRequest]:
+        yield code_pb2.ImportCodesRequest(spec=self._spec)
+        sent = 0
+        while True:
+            with self._reading:
+                if self._stopped:
+                    return
+                try:
+                    chunk = self._file.read(self._chunk_size)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
+            if not chunk:
+                return
+            yield code_pb2.ImportCodesRequest(chunk=chunk)
+            # gRPC asks for the next message once it has taken this one.
+            sent += len(chunk)
+            if self._progress is not None:
+                try:
+                    self._progress(sent)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
+
+    def _fail(self, exc: Exception) -> None:
+        self.failure = exc
+        self._started.wait()
+        if self._call is not None:
+            # Cancelled before the stream ends, the import changes nothing on the server.
+            self._call.cancel()
+
+
+class _LineCounter:
+    """Counts the records of a CSV stream as it passes, cheaply: RFC 4180 quotes may hold
+    line breaks, so only those outside quotes end a record."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._records = 0
+        self._in_quotes = False
+        self._open_record = False
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.bytes += len(chunk)
+        # Splitting at quotes alternates outside / inside; a doubled quote flips twice.
+        for index, part in enumerate(chunk.split(b'"')):
+            inside = self._in_quotes != (index % 2 == 1)
+            if not inside:
+                self._records += part.count(b"\n")
+        self._in_quotes ^= chunk.count(b'"') % 2 == 1
+        self._open_record = not chunk.endswith(b"\n")
+
+    @property
+    def data_lines(self) -> int:
+        """Records so far, the header excluded; a last line may lack its line break."""
+        return max(self._records + self._open_record - 1, 0)

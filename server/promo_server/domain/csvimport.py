@@ -48,6 +48,7 @@ class Rows:
     # None: the line gave no expiry (the import's default applies).
     expire_times: list[datetime | None] = field(default_factory=list)
     bad: list[BadLine] = field(default_factory=list)
+    dated: bool = False  # some line gave an expiry
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -57,6 +58,7 @@ class Rows:
         self.codes += other.codes
         self.expire_times += other.expire_times
         self.bad += other.bad
+        self.dated |= other.dated
 
 
 class CodeCsvReader:
@@ -177,6 +179,7 @@ class CodeCsvReader:
                 expire_time = moment.astimezone(UTC).replace(tzinfo=None)
         rows.codes.append(code)
         rows.expire_times.append(expire_time)
+        rows.dated |= expire_time is not None
         return None
 
 

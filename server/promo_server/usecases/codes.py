@@ -128,14 +128,29 @@ def generate(
     pattern = patterns.parse(text, count)
     store.pool(project_id, promotion)
     with imports.generated_stage() as stage:
-        _fill(stage, pattern, count, project_id)
+        _draw(stage, pattern, count)
         with write_transaction():
             target = store.pool(project_id, promotion, for_update=True)
             imports.lock(target)
-            # Codes added since staging began (by other calls) are not new any more.
-            stage.drop_taken(project_id, every_round=True)
-            _fill(stage, pattern, count, project_id)
-            generated = stage.publish(target, count, expire_time=expire_time, now=utcnow())
+            generated = stalls = 0
+            while True:
+                drawn = stage.size
+                added = stage.publish(
+                    target, count - generated, expire_time=expire_time, now=utcnow()
+                )
+                generated += added
+                if generated == count:
+                    break
+                # Some draws repeated taken codes: draw again, more the more they collide.
+                stalls = 0 if added else stalls + 1
+                if stalls >= GENERATE_STALLS:
+                    raise FailedPrecondition(
+                        f"the project already holds nearly every code of the pattern {text!r}: "
+                        "use a longer pattern"
+                    )
+                stage.clear()
+                hit_rate = max(added / drawn, MIN_HIT_RATE)
+                _draw(stage, pattern, math.ceil((count - generated) / hit_rate))
     _LOGGER.info(
         "codes generated project=%s promotion=%s pattern=%s count=%d",
         project_id, promotion, text, generated,
@@ -143,24 +158,9 @@ def generate(
     return generated
 
 
-def _fill(stage: imports.GeneratedStage, pattern: patterns.Pattern, count: int,
-          project_id: int) -> None:
-    """Stages at least ``count`` new codes, drawing more per round as draws collide more."""
-    stalls = 0
-    hit_rate = 1.0
-    while (have := stage.count()) < count:
-        needed = count - have
-        drawn = min(GENERATE_BATCH, math.ceil(needed / max(hit_rate, MIN_HIT_RATE)))
-        stage.add(patterns.generate(pattern, drawn))
-        stage.drop_taken(project_id)
-        gained = stage.count() - have
-        hit_rate = gained / drawn
-        stalls = 0 if gained else stalls + 1
-        if stalls >= GENERATE_STALLS:
-            raise FailedPrecondition(
-                f"the project already holds nearly every code of the pattern {pattern.text!r}: "
-                "use a longer pattern"
-            )
+def _draw(stage: imports.GeneratedStage, pattern: patterns.Pattern, count: int) -> None:
+    for start in range(0, count, GENERATE_BATCH):
+        stage.add(patterns.generate(pattern, min(GENERATE_BATCH, count - start)))
 
 
 def export(project_id: int, promotion: str, state: str | None) -> Iterator[bytes]:
