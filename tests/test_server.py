@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from promo.v1 import promotion_pb2 as pb
 from promo_server.store.db import database
 from promo_server.store.models import ApiKey
 from tests.conftest import Project, Running, bearer
+from tests.processes import create_project, free_port, promo_server
 from tests.rpc import refused
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -154,25 +153,13 @@ def test_keys_are_stored_hashed_never_in_clear(running: Running, project: Projec
             assert key.rsplit("_", 1)[1].encode() not in raw
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _promo_server(*args: str) -> list[str]:
-    return [sys.executable, "-m", "promo_server.main", *args]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_gracefully_on_signals(db_url: str, signum: int) -> None:
     env = {**os.environ, "PROMO_DATABASE_URL": db_url}
-    made = subprocess.run(_promo_server("create-project", "demo"), env=env,
-                          capture_output=True, text=True, check=True)
-    key = made.stdout.strip().splitlines()[-1]
-    port = _free_port()
+    key = create_project(db_url)
+    port = free_port()
     server = subprocess.Popen(
-        _promo_server("serve", "--listen", f"127.0.0.1:{port}"),
+        promo_server("serve", "--listen", f"127.0.0.1:{port}"),
         env=env, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -32,6 +32,8 @@ SQLITE_DEFAULT_CACHE_KIB = 2000
 # PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE).
 _PG_POOL_LOCK = 0x706F6F6C
 REPORTED_CONFLICTS = 100
+# New codes in one call from which the planner's statistics are refreshed.
+ANALYZE_AFTER = 10_000
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,17 @@ class GeneratedStage:
     def clear(self) -> None:
         execute(f"DELETE FROM {GENERATED_TABLE}")
         self.size = 0
+
+
+def refresh_statistics(added: int) -> None:
+    """Lets PostgreSQL's planner see a large batch of new codes at once.
+
+    Until autovacuum samples the table, the planner believes the pool holds
+    what it held before and may pick a plan that reads the whole table for
+    every page of an export.
+    """
+    if added >= ANALYZE_AFTER and not is_sqlite():
+        execute("ANALYZE code")
 
 
 def lock(target: Pool) -> None:

@@ -69,6 +69,7 @@ def import_codes(
             if not still_wanted():
                 raise Aborted("the import was cancelled before it was published: nothing changed")
         staged = stage.lines
+    imports.refresh_statistics(published.imported)
     errors = sorted(bad.first + published.first_conflicts, key=lambda b: b.line)
     result = domain.ImportResult(
         imported=published.imported,
@@ -151,6 +152,7 @@ def generate(
                 stage.clear()
                 hit_rate = max(added / drawn, MIN_HIT_RATE)
                 _draw(stage, pattern, math.ceil((count - generated) / hit_rate))
+    imports.refresh_statistics(generated)
     _LOGGER.info(
         "codes generated project=%s promotion=%s pattern=%s count=%d",
         project_id, promotion, text, generated,

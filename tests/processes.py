@@ -1,0 +1,54 @@
+"""Servers in their own processes, for tests that stop or kill them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def promo_server(*args: str) -> list[str]:
+    """The command line of `promo-server ARGS`, run by this interpreter."""
+    return [sys.executable, "-m", "promo_server.main", *args]
+
+
+def create_project(db_url: str, name: str = "demo") -> str:
+    """Creates a project as an operator does; returns its admin key."""
+    env = {**os.environ, "PROMO_DATABASE_URL": db_url}
+    made = subprocess.run(promo_server("create-project", name), env=env,
+                          capture_output=True, text=True, check=True)
+    return made.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def serving(db_url: str, port: int | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`promo-server serve` on a loopback port, ready for calls: (process, target)."""
+    port = port or free_port()
+    env = {**os.environ, "PROMO_DATABASE_URL": db_url}
+    server = subprocess.Popen(
+        promo_server("serve", "--listen", f"127.0.0.1:{port}"),
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    target = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+        yield server, target
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGKILL)
+        server.wait(timeout=20)
+        if server.stderr:
+            server.stderr.close()
