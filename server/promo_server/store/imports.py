@@ -35,6 +35,8 @@ SQLITE_DEFAULT_CACHE_KIB = 2000
 # PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE).
 _PG_POOL_LOCK = 0x706F6F6C
 REPORTED_CONFLICTS = 100
+# PostgreSQL's memory for sorting one import's codes (its default is 4MB).
+PG_SORT_MEMORY = "64MB"
 # New codes in one call from which the planner's statistics are refreshed.
 ANALYZE_AFTER = 10_000
 
@@ -143,6 +145,9 @@ class ImportStage:
         never handed out.
         """
         _lock_pools(target.project_id)
+        if not is_sqlite():
+            # Sorting the file's codes in memory rather than on disk.
+            execute(f"SET LOCAL work_mem = '{PG_SORT_MEMORY}'")
         conflicts, first = self._conflicts(target)
         if conflicts and not keep_conflicts:
             return Published(0, conflicts, 0, first)
