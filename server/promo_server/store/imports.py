@@ -145,9 +145,7 @@ class ImportStage:
         never handed out.
         """
         _lock_pools(target.project_id)
-        if not is_sqlite():
-            # Sorting the file's codes in memory rather than on disk.
-            execute(f"SET LOCAL work_mem = '{PG_SORT_MEMORY}'")
+        _sort_in_memory()
         conflicts, first = self._conflicts(target)
         if conflicts and not keep_conflicts:
             return Published(0, conflicts, 0, first)
@@ -262,6 +260,7 @@ class GeneratedStage:
         # Draws that repeat each other: SQLite ignores the repeats, PostgreSQL
         # leaves them out before inserting (cheaper than its ON CONFLICT).
         ignore, distinct = ("OR IGNORE ", "") if is_sqlite() else ("", "DISTINCT ON (code_key) ")
+        _sort_in_memory()
         return _count(
             execute(
                 f"INSERT {ignore}INTO code (project_id, promotion_id, code, code_key, active, "
@@ -301,6 +300,12 @@ def lock(target: Pool) -> None:
 def _lock_pools(project_id: int) -> None:
     if not is_sqlite():
         execute("SELECT pg_advisory_xact_lock(?, ?)", (_PG_POOL_LOCK, project_id))
+
+
+def _sort_in_memory() -> None:
+    """Lets PostgreSQL sort a batch of codes in memory, not on disk, until the transaction ends."""
+    if not is_sqlite():
+        execute(f"SET LOCAL work_mem = '{PG_SORT_MEMORY}'")
 
 
 def _in_pool(target: Pool) -> str:
