@@ -432,3 +432,20 @@ def test_export_writes_the_documented_header(api: Api) -> None:
     created = datetime.fromisoformat(row.rsplit(",", 1)[1].replace("Z", "+00:00"))
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
     assert end == ""
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\r\n", b"code\n", b"bad code\n"])
+def test_a_replace_without_any_code_is_refused_rather_than_emptying_the_pool(
+    api: Api, data: bytes
+) -> None:
+    api.import_csv(lines("KEPT-1"))
+    header = data == b"code\n"
+
+    error = refused(
+        lambda: api.import_csv(data, has_header=header, skip_invalid=True), INVALID
+    )
+
+    assert "retire the whole pool" in field_violations(error)["chunk"]
+    assert api.pool() == {"KEPT-1"}
+    appended = api.import_csv(data, mode=Spec.APPEND, has_header=header, skip_invalid=True)
+    assert appended.imported == 0

@@ -165,7 +165,7 @@ class CodeCsvReader:
             return f"has {len(fields)} columns: expected the code and an optional expiry"
         code = fields[self._code_column]
         if not CODE.fullmatch(code):
-            return f"{CODE_RULE}, not {_cut(code)!r}" if code else "the code is empty"
+            return CODE_RULE if code else "the code is empty"
         expire_time = None
         if self._expire_column is not None and self._expire_column < len(fields):
             text = fields[self._expire_column]

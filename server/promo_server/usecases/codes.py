@@ -54,6 +54,13 @@ def import_codes(
             _stage(reader.feed(chunk), stage, bad)
         _stage(reader.finish(), stage, bad)
         bad.raise_if_failed()
+        if spec.mode == "REPLACE" and not stage.lines:
+            # Most likely the wrong file or an empty pipe, and it would empty the pool.
+            raise InvalidArgument.field(
+                "chunk",
+                "no line holds a valid code: a REPLACE with this file would retire "
+                "the whole pool and add nothing",
+            )
         now = utcnow()
         with write_transaction():
             target = store.pool(project_id, spec.promotion, for_update=True)
