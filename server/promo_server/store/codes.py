@@ -28,11 +28,11 @@ class Pool:
     promotion_id: int | None
     external_id: str  # "" for the global pool
 
-    def holds(self, code: Any = Code) -> ColumnBase:
-        """The condition "this code is in the pool", indexable on both backends."""
+    def holds(self) -> ColumnBase:
+        """The condition "the code is in the pool", indexable on both backends."""
         if self.promotion_id is None:
-            return (code.project == self.project_id) & code.promotion.is_null()
-        return (code.project == self.project_id) & (code.promotion == self.promotion_id)
+            return (Code.project == self.project_id) & Code.promotion.is_null()
+        return (Code.project == self.project_id) & (Code.promotion == self.promotion_id)
 
 
 def pool(project_id: int, external_id: str, *, for_update: bool = False) -> Pool:
