@@ -27,6 +27,9 @@ QUOTED_TEXT = 80
 CODE_RULE = "a code is 1..64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
 
 _BOM = "\ufeff"
+# Bytes an unfinished line may hold beyond the limit: the byte order mark and
+# the CR of a CRLF, which do not count towards a line's length.
+_LINE_SLACK = 4
 # A block of complete lines that are all one bare, valid code: the common case,
 # read without looking at each line in Python.
 _PLAIN_BLOCK = re.compile(r"(?:[A-Za-z0-9_.-]{1,64}\r?\n)*")
@@ -76,13 +79,14 @@ class CodeCsvReader:
         self._started = False
         self._code_column = 0
         self._expire_column: int | None = 1
-        self._columns: int | None = None  # set by a header that names columns
+        self._max_columns = 2
+        self._exact_columns = False  # a wide header: every line has its columns
 
     def feed(self, chunk: bytes) -> Rows:
         data = self._rest + chunk if self._rest else chunk
         end = data.rfind(b"\n") + 1
         self._rest = data[end:]
-        if len(self._rest) > MAX_LINE_BYTES:
+        if len(self._rest) > MAX_LINE_BYTES + _LINE_SLACK:
             self._too_long(self._next_line + data.count(b"\n", 0, end))
         return self._read_lines(data[:end]) if end else Rows()
 
@@ -98,7 +102,7 @@ class CodeCsvReader:
         if not self._started:
             self._started = True
             text = text.removeprefix(_BOM)
-        if not self._header_pending and _PLAIN_BLOCK.fullmatch(text):
+        if self._plain_layout() and _PLAIN_BLOCK.fullmatch(text):
             codes = (text.replace("\r", "") if "\r" in text else text).split("\n")
             codes.pop()  # the empty string after the last line break
             return Rows(list(range(first, first + len(codes))), codes, [None] * len(codes))
@@ -106,6 +110,10 @@ class CodeCsvReader:
         for number, line in enumerate(text.split("\n")[:-1], start=first):
             self._read_line(number, line.removesuffix("\r"), rows)
         return rows
+
+    def _plain_layout(self) -> bool:
+        """Whether a line holding only a code is read as it stands."""
+        return not self._header_pending and self._code_column == 0 and not self._exact_columns
 
     def _decode(self, block: bytes, first: int) -> str:
         try:
@@ -146,23 +154,33 @@ class CodeCsvReader:
 
     def _read_header(self, fields: list[str]) -> None:
         """Picks the columns: ``code`` (else the first) and ``expire_time`` (else the
-        other column of a two-column file)."""
+        other column of a two-column file).
+
+        Lines may leave out trailing empty columns of a header of one or two
+        columns; under a wider header (an export's) each line has them all.
+        """
         names = [name.strip().lower() for name in fields]
         self._code_column = names.index("code") if "code" in names else 0
         if "expire_time" in names:
             self._expire_column = names.index("expire_time")
         else:
             self._expire_column = 1 - self._code_column if len(names) == 2 else None
-        if len(names) > 2:
-            self._columns = len(names)
+        self._max_columns = len(names)
+        self._exact_columns = len(names) > 2
 
     def _read_fields(self, fields: list[str], rows: Rows) -> str | None:
         """Appends the line's code and expiry to ``rows``, or says what is wrong."""
-        if self._columns is not None:
-            if len(fields) != self._columns:
-                return f"has {len(fields)} columns, the header has {self._columns}"
-        elif len(fields) > 2:
-            return f"has {len(fields)} columns: expected the code and an optional expiry"
+        if self._exact_columns and len(fields) != self._max_columns:
+            return f"has {len(fields)} columns, the header has {self._max_columns}"
+        if len(fields) > self._max_columns:
+            return (
+                f"has {len(fields)} columns: expected the code and an optional expiry"
+                if self._max_columns == 2
+                else f"has {len(fields)} columns, the header has {self._max_columns}"
+            )
+        if self._code_column >= len(fields):
+            column = self._code_column + 1
+            return f"has {len(fields)} column: the header puts the code in column {column}"
         code = fields[self._code_column]
         if not CODE.fullmatch(code):
             return CODE_RULE if code else "the code is empty"
@@ -174,7 +192,7 @@ class CodeCsvReader:
                 if moment is None:
                     return (
                         f"the expiry {_cut(text)!r} is not an RFC 3339 time "
-                        "(2027-01-31T00:00:00Z)"
+                        "(2027-01-31T00:00:00Z) within the years 1..9999"
                     )
                 expire_time = moment.astimezone(UTC).replace(tzinfo=None)
         rows.codes.append(code)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 # ASCII only: \\d would also match other scripts' digits.
@@ -65,16 +65,18 @@ def decimal_problem(value: str) -> str | None:
 
 
 def parse_rfc3339(value: str) -> datetime | None:
-    """An RFC 3339 date-time with its offset, or None (a bare date is not one)."""
-    if not RFC3339.fullmatch(value):
+    """An RFC 3339 date-time with its offset, or None: a bare date is not one, nor a
+    moment whose UTC time falls outside the years 1..9999."""
+    match = RFC3339.fullmatch(value)
+    if match is None:
         return None
-    date, _, rest = value.upper().partition("T")
-    whole, dot, fraction = rest.partition(".")
-    if dot:
-        # Python reads at most microseconds; RFC 3339 allows any precision.
-        digits = "".join(ch for ch in fraction if ch.isdigit())
-        whole += "." + digits[:6].ljust(6, "0") + fraction[len(digits):]
+    fraction, offset = match.group(1), match.group(2)
+    # Python reads at most microseconds; RFC 3339 allows any precision.
+    micros = (fraction[1:] if fraction else "").ljust(6, "0")[:6]
+    offset = "+00:00" if offset in ("Z", "z") else offset
     try:
-        return datetime.fromisoformat(f"{date}T{whole}".replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(f"{value[:10]}T{value[11:19]}.{micros}{offset}")
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return moment
