@@ -17,8 +17,11 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2, promotion_pb2_grpc
+from promo_server.domain.codes import ImportSpec
+from promo_server.domain.errors import Aborted
 from promo_server.store.db import database
 from promo_server.store.models import Code
+from promo_server.usecases import codes as usecases
 from tests.conftest import Project, Running, bearer
 from tests.rpc import field_violations, refused, violation_list
 
@@ -449,3 +452,20 @@ def test_a_replace_without_any_code_is_refused_rather_than_emptying_the_pool(
     assert api.pool() == {"KEPT-1"}
     appended = api.import_csv(data, mode=Spec.APPEND, has_header=header, skip_invalid=True)
     assert appended.imported == 0
+
+
+def test_an_import_whose_caller_is_gone_before_the_commit_changes_nothing(
+    api: Api, project: Project
+) -> None:
+    api.import_csv(lines("STAYS-1"))
+    database.connect(reuse_if_open=True)
+    try:
+        with pytest.raises(Aborted):
+            usecases.import_codes(
+                project.id, ImportSpec(promotion="", mode="REPLACE"), [lines("GONE-1")],
+                still_wanted=lambda: False,
+            )
+    finally:
+        database.close()
+
+    assert api.pool() == {"STAYS-1"}
