@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from bench import report, runner
+from bench import pools, report, runner
 from bench.databases import BACKENDS
-from bench.report import Row
+from bench.report import PoolRow, Row
 from bench.scenarios import ECHO, SCENARIOS, Scenario
 
 DEFAULT_SECONDS = 5.0
@@ -18,16 +18,30 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure the promo server against a bare gRPC echo server "
-        f"({runner.IN_FLIGHT} calls in flight, servers in their own processes on 127.0.0.1).",
+        f"({runner.IN_FLIGHT} calls in flight, servers in their own processes on 127.0.0.1), "
+        "then its code pools (bulk import, generate, export) against the database alone.",
     )
     parser.add_argument("--seconds", type=_positive, default=DEFAULT_SECONDS,
                         help="measured time per row (default %(default)s)")
     parser.add_argument("--only", default="", metavar="SUBSTRING",
-                        help="only the scenarios whose name contains this (any case); "
-                        "the echo baseline always runs")
+                        help="only the scenarios whose name contains this (any case), "
+                        f"'{pools.NAME}' for the code pools; the echo baseline runs "
+                        "whenever a call scenario does")
     parser.add_argument("--backends", type=_backends, default=BACKENDS,
                         help=f"comma-separated, of {','.join(BACKENDS)} (default: all)")
+    parser.add_argument("--codes", type=_count, default=pools.DEFAULT_CODES, metavar="N",
+                        help="codes per code-pool figure (default %(default)s)")
+    parser.add_argument("--big", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"also import {pools.BIG_FACTOR} x --codes, to see whether the "
+                        "server's memory grows with the file (default: on)")
     return parser
+
+
+def _count(text: str) -> int:
+    value = int(text.replace("_", "").replace(",", ""))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -56,22 +70,37 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    scenarios = _selected(args.only)
+    with_pools = args.only.lower() in pools.NAME
     rows: list[Row] = []
+    pool_rows: list[PoolRow] = []
     notes: list[str] = []
     status = 0
+    if not scenarios and not with_pools:
+        notes.append("no scenario matches --only")
     try:
-        runner.run(_selected(args.only), args.backends, args.seconds, rows, notes)
+        if scenarios:
+            runner.run(scenarios, args.backends, args.seconds, rows, notes)
+        if with_pools:
+            work = pools.workload(args.codes, args.big)
+            pools.run(args.backends, work, pool_rows, notes)
     except KeyboardInterrupt:
         notes.append("interrupted: only the rows measured so far are shown")
         status = 130
-    _print(rows, notes)
+    _print(rows, pool_rows, notes)
     return status
 
 
-def _print(rows: list[Row], notes: list[str]) -> None:
+def _print(rows: list[Row], pool_rows: list[PoolRow], notes: list[str]) -> None:
     echo_rate = next(
         (row.result.calls_per_second for row in rows if row.scenario == ECHO.name), None
     )
-    print(report.table(rows, echo_rate))
+    tables = []
+    if rows:
+        tables.append(report.table(rows, echo_rate))
+    if pool_rows:
+        tables.append(report.pools_table(pool_rows))
+    if tables:
+        print("\n\n".join(tables))
     for note in notes:
         print(note)

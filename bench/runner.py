@@ -32,9 +32,6 @@ def run(
     """Appends each row as it is measured, so an interrupted run keeps what it has."""
     with servers.echo_server() as running:
         rows.append(measure(ECHO, NO_BACKEND, running, seconds))
-    if not scenarios:
-        notes.append("no scenario matches --only")
-        return
     for backend in backends:
         try:
             _run_backend(backend, scenarios, seconds, rows)
@@ -59,7 +56,7 @@ def measure(scenario: Scenario, backend: str, running: servers.Running, seconds:
                  scenario.name, backend, seconds, IN_FLIGHT)
     with grpc.insecure_channel(running.address) as channel:
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
-        start_call = scenario.prepare(Target(channel, _metadata(running), CALL_TIMEOUT_SECONDS))
+        start_call = scenario.prepare(Target(channel, metadata(running), CALL_TIMEOUT_SECONDS))
         _drive(start_call, min(MAX_WARMUP_SECONDS, seconds / 5))
         result = _drive(start_call, seconds)
     if result.errors:
@@ -74,5 +71,5 @@ def _drive(start_call: load.StartCall, seconds: float) -> Result:
     return load.drive(start_call, seconds, IN_FLIGHT, CALL_TIMEOUT_SECONDS)
 
 
-def _metadata(running: servers.Running) -> tuple[tuple[str, str], ...]:
+def metadata(running: servers.Running) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {running.api_key}"),) if running.api_key else ()

@@ -43,7 +43,7 @@ def echo(target: Target) -> StartCall:
 def get_promotion(target: Target) -> StartCall:
     stub = promotion_pb2_grpc.PromotionServiceStub(target.channel)
     created = stub.CreatePromotion(
-        _create_request("bench-get"), metadata=target.metadata, timeout=target.timeout
+        create_request("bench-get"), metadata=target.metadata, timeout=target.timeout
     )
     request = promotion_pb2.GetPromotionRequest(external_id=created.external_id)
     return lambda: stub.GetPromotion.future(
@@ -55,11 +55,11 @@ def create_promotion(target: Target) -> StartCall:
     stub = promotion_pb2_grpc.PromotionServiceStub(target.channel)
     numbers = itertools.count(1)
     return lambda: stub.CreatePromotion.future(
-        _create_request(f"bench-{next(numbers)}"), metadata=target.metadata, timeout=target.timeout
+        create_request(f"bench-{next(numbers)}"), metadata=target.metadata, timeout=target.timeout
     )
 
 
-def _create_request(external_id: str) -> promotion_pb2.CreatePromotionRequest:
+def create_request(external_id: str) -> promotion_pb2.CreatePromotionRequest:
     """A promotion like examples/promotion.json: a discount, limits, a bonus, a condition."""
     return promotion_pb2.CreatePromotionRequest(
         promotion=promotion_pb2.Promotion(

@@ -21,8 +21,8 @@ from typing import Any
 
 import grpc
 
-from promo_server.logs import configure as configure_logs
 from promo_server.app import create_server
+from promo_server.logs import configure as configure_logs
 from promo_server.store import projects
 from promo_server.store.db import database
 
@@ -41,10 +41,11 @@ GRACE_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Running:
-    """A server ready for calls, and the admin key of its project (empty for echo)."""
+    """A server ready for calls, the admin key of its project (empty for echo), its process."""
 
     address: str
     api_key: str
+    pid: int
 
 
 @contextlib.contextmanager
@@ -80,7 +81,8 @@ def _await_ready(conn: Connection, process: multiprocessing.process.BaseProcess)
     except EOFError:
         process.join(EXIT_TIMEOUT_SECONDS)
         raise RuntimeError(f"{process.name} exited ({process.exitcode}) before serving") from None
-    return Running(f"{HOST}:{port}", api_key)
+    assert process.pid is not None  # started
+    return Running(f"{HOST}:{port}", api_key, process.pid)
 
 
 def _stop(process: multiprocessing.process.BaseProcess) -> None:
