@@ -4,13 +4,15 @@ Lines land in a TEMP table of the connection the import holds: nothing
 outside the call sees them, SQLite takes no write lock for them, and a call
 that fails, is cancelled or whose process dies leaves nothing behind. The
 pool changes only in ``publish``, one transaction of set-based statements.
-Rows travel as one JSON array per batch, so the per-row work happens inside
-the database rather than in Python.
+Rows travel in batches, as one JSON array on SQLite and by COPY on
+PostgreSQL, so the per-row work happens inside the database rather than in
+Python.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from peewee import IntegrityError
 from promo_server.domain.csvimport import BadLine, Rows
 from promo_server.domain.errors import Aborted
 from promo_server.store.codes import Pool
-from promo_server.store.db import execute, is_sqlite
+from promo_server.store.db import database, execute, is_sqlite
 
 IMPORT_TABLE = "import_line"
 GENERATED_TABLE = "generated_code"
@@ -35,6 +37,7 @@ SQLITE_DEFAULT_CACHE_KIB = 2000
 # PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE).
 _PG_POOL_LOCK = 0x706F6F6C
 REPORTED_CONFLICTS = 100
+NULL_TEXT = "\\N"  # NULL in COPY's text format
 # PostgreSQL's memory for sorting one import's codes (its default is 4MB).
 PG_SORT_MEMORY = "64MB"
 # New codes in one call from which the planner's statistics are refreshed.
@@ -102,28 +105,29 @@ class ImportStage:
         self.lines += len(rows.codes)
 
     def _add_codes(self, first_line: int, codes: list[str]) -> None:
-        if is_sqlite():
-            select = "SELECT ? + key, value, lower(value) FROM json_each(?)"
-        else:
-            select = (
-                "SELECT ? + n - 1, e, lower(e) "
-                "FROM json_array_elements_text(?::json) WITH ORDINALITY AS t(e, n)"
+        if not is_sqlite():
+            text = "".join(
+                f"{line}\t{code}\t{code.lower()}\n" for line, code in enumerate(codes, first_line)
             )
+            _copy(IMPORT_TABLE, "line, code, code_key", text)
+            return
         execute(
-            f"INSERT INTO {IMPORT_TABLE} (line, code, code_key) {select}",
+            f"INSERT INTO {IMPORT_TABLE} (line, code, code_key) "
+            "SELECT ? + key, value, lower(value) FROM json_each(?)",
             (first_line, json.dumps(codes)),
         )
 
     def _add_rows(self, rows: list[tuple[int, str, str | None]]) -> None:
-        if is_sqlite():
-            select = "SELECT value->>0, value->>1, lower(value->>1), value->>2 FROM json_each(?)"
-        else:
-            select = (
-                "SELECT (e->>0)::bigint, e->>1, lower(e->>1), (e->>2)::timestamp "
-                "FROM json_array_elements(?::json) AS e"
+        if not is_sqlite():
+            text = "".join(
+                f"{line}\t{code}\t{code.lower()}\t{expiry or NULL_TEXT}\n"
+                for line, code, expiry in rows
             )
+            _copy(IMPORT_TABLE, "line, code, code_key, expire_time", text)
+            return
         execute(
-            f"INSERT INTO {IMPORT_TABLE} (line, code, code_key, expire_time) {select}",
+            f"INSERT INTO {IMPORT_TABLE} (line, code, code_key, expire_time) "
+            "SELECT value->>0, value->>1, lower(value->>1), value->>2 FROM json_each(?)",
             (json.dumps(rows),),
         )
 
@@ -242,13 +246,12 @@ class GeneratedStage:
 
     def add(self, codes: Sequence[str]) -> None:
         if is_sqlite():
-            select = "SELECT value FROM json_each(?) ORDER BY key"
-        else:
-            select = (
-                "SELECT e FROM json_array_elements_text(?::json) WITH ORDINALITY AS t(e, n) "
-                "ORDER BY n"
+            execute(
+                f"INSERT INTO {GENERATED_TABLE} (code) SELECT value FROM json_each(?) ORDER BY key",
+                (json.dumps(list(codes)),),
             )
-        execute(f"INSERT INTO {GENERATED_TABLE} (code) {select}", (json.dumps(list(codes)),))
+        else:
+            _copy(GENERATED_TABLE, "code", "\n".join(codes) + "\n")
         self.size += len(codes)
 
     def publish(
@@ -300,6 +303,15 @@ def lock(target: Pool) -> None:
 def _lock_pools(project_id: int) -> None:
     if not is_sqlite():
         execute("SELECT pg_advisory_xact_lock(?, ?)", (_PG_POOL_LOCK, project_id))
+
+
+def _copy(table: str, columns: str, text: str) -> None:
+    """PostgreSQL's COPY of tab-separated lines: codes and times hold no tab or backslash."""
+    cursor = database.cursor()
+    try:
+        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", io.StringIO(text))
+    finally:
+        cursor.close()
 
 
 def _sort_in_memory() -> None:
