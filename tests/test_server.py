@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from promo.v1 import code_pb2, code_pb2_grpc, profile_pb2, profile_pb2_grpc, promotion_pb2_grpc
+from promo.v1 import code_pb2, code_pb2_grpc, promotion_pb2_grpc
 from promo.v1 import promotion_pb2 as pb
 from promo_server.store.db import database
 from promo_server.store.models import ApiKey
@@ -101,10 +101,6 @@ def test_rpcs_of_later_issues_answer_unimplemented(running: Running, project: Pr
         codes = code_pb2_grpc.CodeServiceStub(channel)
         refused(lambda: codes.ValidateCode(code_pb2.ValidateCodeRequest(code="X"),
                                            metadata=bearer(project.admin_key)),
-                grpc.StatusCode.UNIMPLEMENTED)
-        profiles = profile_pb2_grpc.ProfileServiceStub(channel)
-        refused(lambda: profiles.GetProfile(profile_pb2.GetProfileRequest(),
-                                            metadata=bearer(project.admin_key)),
                 grpc.StatusCode.UNIMPLEMENTED)
         refused(lambda: codes.GetCode(code_pb2.GetCodeRequest(code="X")), UNAUTHENTICATED)
 

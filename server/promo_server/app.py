@@ -22,6 +22,7 @@ from promo.v1 import (
 )
 from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
+from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.config import Settings
 from promo_server.store.db import open_database
@@ -95,10 +96,7 @@ def create_server(
     )
     promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), grpc_server)
     code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(), grpc_server)
-    # Declared now so the contract is visible; it answers UNIMPLEMENTED until built.
-    profile_pb2_grpc.add_ProfileServiceServicer_to_server(
-        profile_pb2_grpc.ProfileServiceServicer(), grpc_server
-    )
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), grpc_server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

@@ -1,0 +1,42 @@
+"""Profiles: the caller's customers, matched by id, email, phone or a custom field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from promo_server.domain.errors import Violations
+from promo_server.domain.values import ATTRIBUTE, text_problem
+
+MAX_FIELDS = 100
+MAX_VALUE = 1024
+
+
+@dataclass
+class Profile:
+    profile_id: str
+    email: str = ""
+    phone: str = ""
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+
+def require_valid(profile: Profile, prefix: str = "profile") -> None:
+    out = Violations()
+    if problem := text_problem(profile.profile_id):
+        out.add(f"{prefix}.profile_id", problem)
+    for name in ("email", "phone"):
+        if problem := text_problem(getattr(profile, name), required=False):
+            out.add(f"{prefix}.{name}", problem)
+    for name in ("custom_fields", "attributes"):
+        entries: dict[str, str] = getattr(profile, name)
+        if len(entries) > MAX_FIELDS:
+            out.add(f"{prefix}.{name}", f"must have at most {MAX_FIELDS} entries")
+        for key, value in entries.items():
+            if not ATTRIBUTE.fullmatch(key):
+                out.add(f"{prefix}.{name}[{key!r}]", "keys are 1..255 of [-_.A-Za-z0-9]")
+            if problem := text_problem(value, limit=MAX_VALUE, required=False):
+                out.add(f"{prefix}.{name}[{key!r}]", problem)
+    out.raise_if_any()
