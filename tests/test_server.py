@@ -96,15 +96,6 @@ def test_nothing_crosses_projects(running: Running) -> None:
         assert get(channel, a.admin_key, "shared-name").external_id == "shared-name"
 
 
-def test_rpcs_of_later_issues_answer_unimplemented(running: Running, project: Project) -> None:
-    with running.channel() as channel:
-        codes = code_pb2_grpc.CodeServiceStub(channel)
-        refused(lambda: codes.ValidateCode(code_pb2.ValidateCodeRequest(code="X"),
-                                           metadata=bearer(project.admin_key)),
-                grpc.StatusCode.UNIMPLEMENTED)
-        refused(lambda: codes.GetCode(code_pb2.GetCodeRequest(code="X")), UNAUTHENTICATED)
-
-
 def test_health_and_reflection_need_no_key(running: Running) -> None:
     with running.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)

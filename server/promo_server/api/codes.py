@@ -1,17 +1,15 @@
-"""CodeService: parse, call one use case, answer.
-
-The code lifecycle RPCs (attach, validate, activate...) are not served yet:
-the generated base class answers them UNIMPLEMENTED.
-"""
+"""CodeService: parse, call one use case, answer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import grpc
+from google.protobuf import empty_pb2
 
 from promo.v1 import code_pb2 as pb
-from promo.v1 import code_pb2_grpc
+from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2
 from promo_server.api import auth
 from promo_server.api.convert import (
     code_to_proto,
@@ -19,10 +17,15 @@ from promo_server.api.convert import (
     import_result_to_proto,
     profile_ref_from_proto,
     time_from_proto,
+    time_to_proto,
 )
 from promo_server.domain import codes as domain
+from promo_server.domain import rewards
+from promo_server.domain.codes import ProfileRef
 from promo_server.domain.errors import FieldViolation, InvalidArgument
-from promo_server.usecases import codes
+from promo_server.usecases import codes, lifecycle
+
+MAX_REQUEST_ID = 255
 
 
 class CodeService(code_pb2_grpc.CodeServiceServicer):
@@ -71,14 +74,10 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
     def ListCodes(
         self, request: pb.ListCodesRequest, context: grpc.ServicerContext
     ) -> pb.ListCodesResponse:
-        problems: list[FieldViolation] = []
-        profile = profile_ref_from_proto(request.profile, "profile", problems)
-        if problems:
-            raise InvalidArgument(problems)
         items, token = codes.list_page(
             auth.current().project_id,
             promotion=request.promotion,
-            profile=profile,
+            profile=_profile_ref(request.profile),
             state=_code_filter(request.filter),
             page_size=request.page_size,
             page_token=request.page_token,
@@ -97,6 +96,118 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
             raise InvalidArgument(problems)
         updated = codes.update(auth.current().project_id, request.code.code, change)
         return code_to_proto(updated)
+
+
+    def AttachCode(self, request: pb.AttachCodeRequest, context: grpc.ServicerContext
+                   ) -> pb.Attachment:
+        ref = _profile_ref(request.profile)
+        code = request.code if request.HasField("code") else None
+        attached = lifecycle.attach(auth.current().project_id, ref, request.promotion, code)
+        return pb.Attachment(
+            code=attached.code, promotion=attached.promotion, profile_id=attached.profile_id,
+            attach_time=time_to_proto(attached.attach_time),
+        )
+
+    def DetachCode(self, request: pb.DetachCodeRequest, context: grpc.ServicerContext
+                   ) -> empty_pb2.Empty:
+        ref = _profile_ref(request.profile)
+        lifecycle.detach(auth.current().project_id, request.code, ref)
+        return empty_pb2.Empty()
+
+    def ValidateCode(self, request: pb.ValidateCodeRequest, context: grpc.ServicerContext
+                     ) -> pb.ValidateCodeResponse:
+        valid, reason, reward = lifecycle.validate(auth.current().project_id, _attempt(request))
+        return pb.ValidateCodeResponse(
+            valid=valid, reason=reason,
+            reward=reward_to_proto(lifecycle.reward_dict(reward)) if reward else None,
+        )
+
+    def ActivateCode(self, request: pb.ActivateCodeRequest, context: grpc.ServicerContext
+                     ) -> pb.Redemption:
+        attempt = _attempt(request, request.request_id)
+        return redemption_to_proto(lifecycle.activate(auth.current().project_id, attempt))
+
+    def RollbackRedemption(
+        self, request: pb.RollbackRedemptionRequest, context: grpc.ServicerContext
+    ) -> pb.Redemption:
+        rolled = lifecycle.roll_back(
+            auth.current().project_id, request.redemption_id, request.reason
+        )
+        return redemption_to_proto(rolled)
+
+    def ListRedemptions(
+        self, request: pb.ListRedemptionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListRedemptionsResponse:
+        items, token = lifecycle.list_redemptions(
+            auth.current().project_id,
+            promotion=request.promotion,
+            code=request.code,
+            profile=_profile_ref(request.profile),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListRedemptionsResponse(
+            redemptions=[redemption_to_proto(r) for r in items], next_page_token=token
+        )
+
+
+def _profile_ref(ref: profile_pb2.ProfileRef) -> ProfileRef | None:
+    problems: list[FieldViolation] = []
+    parsed = profile_ref_from_proto(ref, "profile", problems)
+    if problems:
+        raise InvalidArgument(problems)
+    return parsed
+
+
+def _attempt(
+    request: pb.ValidateCodeRequest | pb.ActivateCodeRequest, request_id: str = ""
+) -> lifecycle.Attempt:
+    problems: list[FieldViolation] = []
+    profile = profile_ref_from_proto(request.profile, "profile", problems)
+    cart = rewards.Cart("", ())
+    if request.cart.currency or request.cart.items:
+        try:
+            cart = rewards.parse_cart(
+                request.cart.currency,
+                [(i.sku, i.quantity, i.unit_price) for i in request.cart.items],
+            )
+        except InvalidArgument as error:
+            problems += error.violations
+    if len(request_id) > MAX_REQUEST_ID:
+        problems.append(
+            FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+        )
+    if problems:
+        raise InvalidArgument(problems)
+    return lifecycle.Attempt(
+        code=request.code, profile=profile, cart=cart, attributes=dict(request.attributes),
+        applied_promotions=list(request.applied_promotions), request_id=request_id,
+    )
+
+
+def reward_to_proto(reward: dict[str, Any]) -> pb.Reward:
+    return pb.Reward(
+        cart_total=reward["cart_total"],
+        discount_total=reward["discount_total"],
+        final_total=reward["final_total"],
+        items=[pb.RewardItem(**item) for item in reward["items"]],
+        bonus=[promotion_pb2.BonusItem(**bonus) for bonus in reward["bonus"]],
+    )
+
+
+def redemption_to_proto(redemption: lifecycle.RedemptionView) -> pb.Redemption:
+    return pb.Redemption(
+        id=redemption.id,
+        code=redemption.code,
+        promotion=redemption.promotion,
+        profile_id=redemption.profile_id,
+        reward=reward_to_proto(redemption.reward),
+        state=pb.Redemption.State.Value(redemption.state),
+        request_id=redemption.request_id,
+        create_time=time_to_proto(redemption.create_time),
+        rollback_time=time_to_proto(redemption.rollback_time),
+        rollback_reason=redemption.rollback_reason,
+    )
 
 
 def _import_spec(spec: pb.ImportCodesRequest.Spec) -> domain.ImportSpec:

@@ -116,6 +116,11 @@ class Code(BaseModel):
     attachment_count = BigIntegerField(default=0)
     redemption_count = BigIntegerField(default=0)
     create_time = DateTimeField(default=utcnow)
+    # The foreign keys' raw ids, which Peewee adds as ``<field>_id``.
+    project_id: int
+    promotion_id: int | None
+    holder_id: int | None
+    issued_for_id: int | None
 
 
 class Attachment(BaseModel):
@@ -125,6 +130,9 @@ class Attachment(BaseModel):
     profile = ForeignKeyField(Profile, backref="attachments", on_delete="CASCADE")
     promotion = ForeignKeyField(Promotion, null=True, on_delete="SET NULL")
     attach_time = DateTimeField(default=utcnow)
+    code_id: int
+    profile_id: int
+    promotion_id: int | None
 
 
 class Redemption(BaseModel):
@@ -142,6 +150,9 @@ class Redemption(BaseModel):
     create_time = DateTimeField(default=utcnow)
     rollback_time = DateTimeField(null=True)
     rollback_reason = TextField(default="")
+    code_id: int
+    promotion_id: int | None
+    profile_id: int
 
 
 class PromotionUsage(BaseModel):

@@ -1,0 +1,361 @@
+"""The code lifecycle: attach and detach, validate and activate, roll back, list redemptions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from peewee import IntegrityError
+
+from promo_server.domain import lifecycle as rules
+from promo_server.domain import pagination, rewards
+from promo_server.domain import promotions as promotion_rules
+from promo_server.domain.codes import ProfileRef, require_code
+from promo_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from promo_server.store import lifecycle as store
+from promo_server.store import profiles, promotions
+from promo_server.store.db import database, utcnow, write_transaction
+from promo_server.store.models import Code, Profile, Promotion, Redemption
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    code: str
+    promotion: str
+    profile_id: str
+    attach_time: datetime
+
+
+@dataclass(frozen=True)
+class RedemptionView:
+    id: str
+    code: str
+    promotion: str
+    profile_id: str
+    reward: dict[str, Any]
+    state: str
+    request_id: str
+    create_time: datetime
+    rollback_time: datetime | None
+    rollback_reason: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What ValidateCode and ActivateCode are asked: a code, by whom, for which cart."""
+
+    code: str
+    profile: ProfileRef | None
+    cart: rewards.Cart
+    attributes: Mapping[str, str]
+    applied_promotions: Sequence[str]
+    request_id: str = ""
+
+
+def attach(
+    project_id: int, ref: ProfileRef | None, promotion: str, code: str | None
+) -> AttachmentView:
+    """Attaches a named code, or hands out the pool's oldest available one."""
+    ref = _required_profile(ref)
+    if not promotion:
+        raise InvalidArgument.field("promotion", "is required")
+    if code is not None:
+        require_code(code, "code")
+    now = utcnow()
+    with write_transaction():
+        promo_row = promotions.get_row(project_id, promotion)
+        rules_of = promotions.to_domain(promo_row)
+        profile = profiles.find_or_create(project_id, ref)
+        if code is None:
+            # A retried call must not hand out a second code.
+            attachment = store.latest_attachment_for(profile.id, promo_row.id) or store.hand_out(
+                project_id, promo_row, profile.id,
+                single_use=rules.is_single_use(rules_of, in_global_pool=False), now=now,
+            )
+        else:
+            row = store.code_row(project_id, code) or store.add_code(
+                project_id, promo_row.id, code, now
+            )
+            _require_pool(row, promo_row)
+            rules.check_code(_state(row), now)
+            attachment = store.attach(
+                row, profile.id, promo_row.id,
+                single_use=rules.is_single_use(rules_of, in_global_pool=row.promotion_id is None),
+                now=now,
+            )
+        held = Code.get_by_id(attachment.code_id)
+    _LOGGER.info("code attached project=%s promotion=%s", project_id, promotion)
+    return AttachmentView(held.code, promotion, profile.profile_id, attachment.attach_time)
+
+
+def detach(project_id: int, code: str, ref: ProfileRef | None) -> None:
+    require_code(code, "code")
+    with write_transaction():
+        row = _code(project_id, code)
+        profile_id = None
+        if ref is not None:
+            profile = profiles.find(project_id, ref)
+            if profile is None:
+                raise NotFound(f"code {code!r} is not attached to that profile")
+            profile_id = profile.id
+        store.detach(row, profile_id)
+    _LOGGER.info("code detached project=%s", project_id)
+
+
+def validate(project_id: int, attempt: Attempt) -> tuple[bool, str, rewards.Reward | None]:
+    """The checks and reward of an activation, consuming nothing: (valid, reason, reward)."""
+    try:
+        with database.atomic():
+            checked = _check(project_id, attempt, create_profile=False)
+            _check_limits(checked)
+    except DomainError as refusal:
+        if not refusal.reason:
+            raise
+        return False, refusal.reason, None
+    return True, "", checked.reward
+
+
+def activate(project_id: int, attempt: Attempt) -> RedemptionView:
+    """Redeems the code once: every check and limit in one transaction.
+
+    The same ``request_id`` again returns the first redemption and counts
+    nothing more, even when the repeats race each other.
+    """
+    ref = _required_profile(attempt.profile)
+    attempt = Attempt(attempt.code, ref, attempt.cart, attempt.attributes,
+                      attempt.applied_promotions, attempt.request_id)
+    done = _by_request(project_id, attempt.request_id)
+    if done is not None:
+        return done
+    try:
+        with write_transaction():
+            checked = _check(project_id, attempt, create_profile=True)
+            _count(checked)
+            row = store.add_redemption(
+                project_id, checked.code.id,
+                checked.promotion.id if checked.promotion is not None else None,
+                checked.profile.id, attempt.request_id, json.dumps(reward_dict(checked.reward)),
+                checked.now,
+            )
+    except IntegrityError:
+        # The same request_id, committed by a racing call: answer with its redemption.
+        done = _by_request(project_id, attempt.request_id)
+        if done is None:
+            raise
+        return done
+    _LOGGER.info("code activated project=%s redemption=%s", project_id, row.public_id)
+    return _view_of(project_id, row.id)
+
+
+def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionView:
+    if not redemption_id:
+        raise InvalidArgument.field("redemption_id", "is required")
+    with write_transaction():
+        found = store.redemption(project_id, redemption_id)
+        store.roll_back(found, reason, utcnow())
+    _LOGGER.info("redemption rolled back project=%s redemption=%s", project_id, redemption_id)
+    return _view_of(project_id, found.id)
+
+
+def list_redemptions(
+    project_id: int, *, promotion: str, code: str, profile: ProfileRef | None,
+    page_size: int, page_token: str,
+) -> tuple[list[RedemptionView], str]:
+    size = pagination.page_size(page_size)
+    query_key = ("redemptions", project_id, promotion, code, profile)
+    cursor = pagination.decode(page_token, query_key)
+    query = store.redemption_view(project_id)
+    if promotion:
+        query = query.where(Redemption.promotion == promotions.get_row(project_id, promotion).id)
+    if code:
+        query = query.where(Redemption.code == _code(project_id, code).id)
+    if profile is not None:
+        found = profiles.find(project_id, profile)
+        if found is None:
+            return [], ""
+        query = query.where(Redemption.profile == found.id)
+    if cursor is not None:
+        query = query.where(Redemption.id > cursor.after)
+    rows = list(query.order_by(Redemption.id).limit(size + 1))
+    more = len(rows) > size
+    rows = rows[:size]
+    views = [_view(row) for row in rows]
+    return views, (pagination.encode(rows[-1].id, query_key) if more else "")
+
+
+@dataclass(frozen=True)
+class _Checked:
+    code: Code
+    promotion: Promotion | None
+    rules: promotion_rules.Promotion | None
+    profile: Profile
+    reward: rewards.Reward
+    now: datetime
+
+
+def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Checked:
+    """Every check before the limits, in the contract's order; the reward if all pass."""
+    now = utcnow()
+    require_code(attempt.code, "code")
+    row = _code(project_id, attempt.code)
+    rules.check_code(_state(row), now)
+    promo_id = row.promotion_id if row.promotion_id is not None else row.issued_for_id
+    promo_row = Promotion.get_by_id(promo_id) if promo_id is not None else None
+    promo_rules = promotions.to_domain(promo_row) if promo_row is not None else None
+    profile = _profile(project_id, attempt.profile, create=create_profile)
+    if row.holder_id is not None and row.holder_id != profile.id:
+        raise rules.refuse(
+            rules.CODE_ATTACHED_TO_OTHER_PROFILE,
+            f"code {attempt.code!r} is attached to another profile",
+        )
+    if promo_rules is None:
+        # A global-pool code not issued for any promotion: code checks only.
+        return _Checked(row, None, None, profile, _undiscounted(attempt.cart), now)
+    rules.check_promotion(promo_rules, now)
+    attributes = {**json.loads(profile.attributes or "{}"), **attempt.attributes}
+    try:
+        reward = rewards.evaluate(
+            promo_rules, attempt.cart, attributes,
+            _exclusions(project_id, attempt.applied_promotions),
+        )
+    except rewards.Refused as refusal:
+        raise rules.refuse(refusal.reason, refusal.message) from None
+    return _Checked(row, promo_row, promo_rules, profile, reward, now)
+
+
+def _check_limits(checked: _Checked) -> None:
+    """The limits as they stand, without counting (ValidateCode)."""
+    limit = rules.code_limit(checked.rules)
+    if limit is not None and checked.code.redemption_count >= limit:
+        raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
+    if checked.rules is None or checked.promotion is None:
+        return
+    user = checked.rules.redeem_user_limit
+    if user is not None and store.usage_count(checked.promotion.id, checked.profile.id) >= user:
+        raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
+    total = checked.rules.redeem_total_limit
+    if total is not None and checked.promotion.redemption_count >= total:
+        raise _limit(rules.TOTAL_LIMIT_REACHED, "promotion's total", total)
+
+
+def _count(checked: _Checked) -> None:
+    """Counts the redemption against every limit, each by one conditional UPDATE."""
+    limit = rules.code_limit(checked.rules)
+    if not store.count_code(checked.code.id, limit, checked.now):
+        raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
+    if checked.rules is None or checked.promotion is None:
+        return
+    user = checked.rules.redeem_user_limit
+    if not store.count_user(checked.promotion.id, checked.profile.id, user):
+        raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
+    total = checked.rules.redeem_total_limit
+    if not store.count_total(checked.promotion.id, total):
+        raise _limit(rules.TOTAL_LIMIT_REACHED, "promotion's total", total)
+
+
+def _limit(reason: str, whose: str, limit: int | None) -> DomainError:
+    return rules.exhausted(reason, f"the {whose} redemption limit ({limit}) is reached")
+
+
+def _code(project_id: int, code: str) -> Code:
+    row = store.code_row(project_id, code)
+    if row is None:
+        raise NotFound(f"code {code!r} not found")
+    return row
+
+
+def _state(row: Code) -> rules.CodeState:
+    return rules.CodeState(row.code, bool(row.active), row.retire_time is not None,
+                           row.expire_time)
+
+
+def _require_pool(row: Code, promotion: Promotion) -> None:
+    if row.promotion_id == promotion.id:
+        return
+    if row.promotion_id is None and row.issued_for_id in (None, promotion.id):
+        return
+    raise FailedPrecondition(f"code {row.code!r} belongs to another promotion's pool")
+
+
+def _required_profile(ref: ProfileRef | None) -> ProfileRef:
+    if ref is None:
+        raise InvalidArgument.field(
+            "profile", "name the profile by profile_id, email, phone or custom"
+        )
+    return ref
+
+
+def _profile(project_id: int, ref: ProfileRef | None, *, create: bool) -> Profile:
+    ref = _required_profile(ref)
+    if create:
+        return profiles.find_or_create(project_id, ref)
+    found = profiles.find(project_id, ref)
+    # Validation creates nothing: an unknown profile_id is a new customer with no history.
+    return found if found is not None else Profile(id=0, profile_id=ref.value, attributes="{}")
+
+
+def _exclusions(project_id: int, applied: Sequence[str]) -> dict[str, Sequence[str]]:
+    out: dict[str, Sequence[str]] = {}
+    for external_id in applied:
+        try:
+            out[external_id] = promotions.get(project_id, external_id).excluded_promotions
+        except NotFound:
+            out[external_id] = ()
+    return out
+
+
+def _undiscounted(cart: rewards.Cart) -> rewards.Reward:
+    items = tuple(
+        rewards.RewardItem(i.sku, i.quantity, i.unit_price, Decimal("0.00"),
+                           i.unit_price * i.quantity)
+        for i in cart.items
+    )
+    total = sum((i.final_price for i in items), Decimal("0.00"))
+    return rewards.Reward(total, Decimal("0.00"), total, items, ())
+
+
+def reward_dict(reward: rewards.Reward) -> dict[str, Any]:
+    """The reward as the strings callers see ("100.00")."""
+    money = rewards.money
+    return {
+        "cart_total": money(reward.cart_total),
+        "discount_total": money(reward.discount_total),
+        "final_total": money(reward.final_total),
+        "items": [
+            {"sku": i.sku, "quantity": i.quantity, "unit_price": money(i.unit_price),
+             "discount": money(i.discount), "final_price": money(i.final_price)}
+            for i in reward.items
+        ],
+        "bonus": [{"sku": b.sku, "quantity": b.quantity} for b in reward.bonus],
+    }
+
+
+def _by_request(project_id: int, request_id: str) -> RedemptionView | None:
+    found = store.redemption_by_request(project_id, request_id)
+    return None if found is None else _view_of(project_id, found.id)
+
+
+def _view_of(project_id: int, row_id: int) -> RedemptionView:
+    return _view(store.redemption_view(project_id).where(Redemption.id == row_id).get())
+
+
+def _view(row: Any) -> RedemptionView:
+    return RedemptionView(
+        id=row.public_id,
+        code=row.code.code,
+        promotion=row.promotion.external_id if row.promotion_id is not None else "",
+        profile_id=row.profile.profile_id,
+        reward=json.loads(row.reward),
+        state=row.state,
+        request_id=row.request_id or "",
+        create_time=row.create_time,
+        rollback_time=row.rollback_time,
+        rollback_reason=row.rollback_reason,
+    )

@@ -1,0 +1,286 @@
+"""The code lifecycle through a real server, on SQLite and PostgreSQL: attach and detach,
+validate and activate, limits under concurrency, request ids, rollback, redemptions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from promo.v1 import code_pb2 as pb
+from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
+from tests.conftest import Project, Running, bearer
+from tests.rpc import error_reason, refused
+
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+CART = pb.Cart(currency="USD", items=[pb.CartItem(sku="shirt", quantity=2, unit_price="50.00")])
+
+
+def ref(profile_id: str) -> profile_pb2.ProfileRef:
+    return profile_pb2.ProfileRef(profile_id=profile_id)
+
+
+@dataclass
+class Api:
+    codes: code_pb2_grpc.CodeServiceStub
+    promotions: promotion_pb2_grpc.PromotionServiceStub
+    key: str
+
+    def promotion(self, external_id: str, **fields: Any) -> str:
+        fields.setdefault("discount", promotion_pb2.Discount(percent="10"))
+        self.promotions.CreatePromotion(
+            promotion_pb2.CreatePromotionRequest(promotion=promotion_pb2.Promotion(
+                external_id=external_id, name={"en-US": "P"}, **fields)),
+            metadata=bearer(self.key),
+        )
+        return external_id
+
+    def pool(self, promotion: str, *codes: str) -> None:
+        self.codes.ImportCodes(
+            iter([pb.ImportCodesRequest(spec=pb.ImportCodesRequest.Spec(
+                promotion=promotion, mode=pb.ImportCodesRequest.Spec.APPEND)),
+                pb.ImportCodesRequest(chunk="".join(f"{c}\n" for c in codes).encode())]),
+            metadata=bearer(self.key),
+        )
+
+    def attach(self, profile: str, promotion: str, code: str | None = None) -> pb.Attachment:
+        request = pb.AttachCodeRequest(profile=ref(profile), promotion=promotion)
+        if code is not None:
+            request.code = code
+        return self.codes.AttachCode(request, metadata=bearer(self.key))
+
+    def activate(self, code: str, profile: str, request_id: str = "",
+                 cart: pb.Cart = CART) -> pb.Redemption:
+        return self.codes.ActivateCode(
+            pb.ActivateCodeRequest(code=code, profile=ref(profile), cart=cart,
+                                   request_id=request_id),
+            metadata=bearer(self.key),
+        )
+
+    def validate(self, code: str, profile: str, cart: pb.Cart = CART) -> pb.ValidateCodeResponse:
+        return self.codes.ValidateCode(
+            pb.ValidateCodeRequest(code=code, profile=ref(profile), cart=cart),
+            metadata=bearer(self.key),
+        )
+
+    def code(self, code: str) -> pb.Code:
+        return self.codes.GetCode(pb.GetCodeRequest(code=code), metadata=bearer(self.key))
+
+
+@pytest.fixture
+def api(running: Running, project: Project) -> Iterator[Api]:
+    with running.channel() as channel:
+        yield Api(code_pb2_grpc.CodeServiceStub(channel),
+                  promotion_pb2_grpc.PromotionServiceStub(channel), project.admin_key)
+
+
+def reason_of(call: Callable[[], Any], code: grpc.StatusCode) -> str:
+    return error_reason(refused(call, code))[1]
+
+
+# --- attach and detach -----------------------------------------------------------------
+
+
+def test_attach_without_a_code_hands_out_the_oldest_then_the_global_pool(api: Api) -> None:
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "P-1", "P-2")
+    api.pool("", "G-1")
+
+    handed = [api.attach(f"u{i}", promo).code for i in range(3)]
+
+    assert handed == ["P-1", "P-2", "G-1"]
+    assert api.code("G-1").issued_for == promo
+    assert reason_of(lambda: api.attach("u9", promo), EXHAUSTED) == "POOL_EMPTY"
+    assert api.attach("u0", promo).code == "P-1"  # a retry hands out nothing new
+
+
+def test_attach_with_a_code_follows_the_single_use_rules(api: Api) -> None:
+    single = api.promotion("single", redeem_code_limit=1)
+    shared = api.promotion("shared")
+    api.pool(single, "S-1")
+    api.pool(shared, "SH-1")
+
+    first = api.attach("ann", single, "S-1")
+    assert api.attach("ann", single, "s-1").attach_time == first.attach_time
+    assert reason_of(lambda: api.attach("bob", single, "S-1"), FAILED) == "CODE_ALREADY_ATTACHED"
+    api.attach("ann", shared, "SH-1")
+    api.attach("bob", shared, "SH-1")
+    assert api.code("SH-1").attachment_count == 2
+    assert api.code("S-1").profile_id == "ann"
+
+    new = api.attach("cid", single, "NEW-1")  # unknown: imported into the pool, then attached
+    assert api.code(new.code).promotion == single
+
+
+def test_detach_without_a_profile_needs_a_single_holder(api: Api) -> None:
+    shared = api.promotion("shared")
+    api.pool(shared, "SH-1")
+    api.attach("ann", shared, "SH-1")
+    api.attach("bob", shared, "SH-1")
+
+    refused(lambda: api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1"),
+                                         metadata=bearer(api.key)), FAILED)
+    api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1", profile=ref("ann")),
+                         metadata=bearer(api.key))
+    api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1"), metadata=bearer(api.key))
+    assert api.code("SH-1").attachment_count == 0
+
+
+# --- validate and activate -------------------------------------------------------------
+
+
+def test_activate_returns_the_reward_and_validate_agrees(api: Api) -> None:
+    promo = api.promotion("ten")
+    api.pool(promo, "TEN-1")
+
+    checked = api.validate("TEN-1", "ann")
+    redeemed = api.activate("TEN-1", "ann")
+
+    assert checked.valid and checked.reward == redeemed.reward
+    assert (redeemed.reward.cart_total, redeemed.reward.discount_total,
+            redeemed.reward.final_total) == ("100.00", "10.00", "90.00")
+    assert redeemed.state == pb.Redemption.REDEEMED
+    assert api.code("TEN-1").redemption_count == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ({"state": promotion_pb2.Promotion.INACTIVE}, "PROMOTION_INACTIVE"),
+        ({"redeem_code_limit": 1}, "CODE_LIMIT_REACHED"),
+        ({"redeem_user_limit": 1}, "USER_LIMIT_REACHED"),
+        ({"redeem_total_limit": 1}, "TOTAL_LIMIT_REACHED"),
+    ],
+)
+def test_each_refusal_has_its_reason(api: Api, setup: dict[str, Any], reason: str) -> None:
+    promo = api.promotion("p", **setup)
+    api.pool(promo, "C-1", "C-2")
+    if reason != "PROMOTION_INACTIVE":
+        api.activate("C-1", "ann")
+    code = "C-1" if reason == "CODE_LIMIT_REACHED" else "C-2"
+
+    status = FAILED if reason == "PROMOTION_INACTIVE" else EXHAUSTED
+    assert reason_of(lambda: api.activate(code, "ann"), status) == reason
+    answer = api.validate(code, "ann")
+    assert (answer.valid, answer.reason) == (False, reason)
+
+
+def test_an_attached_single_use_code_is_for_its_holder_only(api: Api) -> None:
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "H-1")
+    api.attach("ann", promo, "H-1")
+
+    assert reason_of(lambda: api.activate("H-1", "bob"), FAILED) == (
+        "CODE_ATTACHED_TO_OTHER_PROFILE"
+    )
+    assert api.activate("H-1", "ann").profile_id == "ann"
+
+
+def test_the_same_request_id_redeems_once(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, "R-1")
+
+    first = api.activate("R-1", "ann", request_id="order-1")
+    again = api.activate("R-1", "ann", request_id="order-1")
+
+    assert again.id == first.id
+    assert api.code("R-1").redemption_count == 1
+
+
+def test_rollback_gives_the_use_back_once(api: Api) -> None:
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "B-1")
+    redeemed = api.activate("B-1", "ann")
+
+    rolled = api.codes.RollbackRedemption(
+        pb.RollbackRedemptionRequest(redemption_id=redeemed.id, reason="refund"),
+        metadata=bearer(api.key),
+    )
+
+    assert rolled.state == pb.Redemption.ROLLED_BACK and rolled.rollback_reason == "refund"
+    assert reason_of(lambda: api.codes.RollbackRedemption(
+        pb.RollbackRedemptionRequest(redemption_id=redeemed.id), metadata=bearer(api.key)),
+        FAILED) == "ALREADY_ROLLED_BACK"
+    assert api.activate("B-1", "ann").state == pb.Redemption.REDEEMED
+    listed = api.codes.ListRedemptions(pb.ListRedemptionsRequest(code="B-1"),
+                                       metadata=bearer(api.key))
+    assert [r.state for r in listed.redemptions] == [pb.Redemption.ROLLED_BACK,
+                                                     pb.Redemption.REDEEMED]
+
+
+# --- concurrency ------------------------------------------------------------------------
+
+
+def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Runs the calls at once; each result is the answer or the grpc.RpcError."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        start.wait()
+        try:
+            return call()
+        except grpc.RpcError as error:
+            return error
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def reasons(results: list[Any]) -> list[str]:
+    return sorted(error_reason(r)[1] for r in results if isinstance(r, grpc.RpcError))
+
+
+@pytest.mark.parametrize(
+    ("limits", "codes", "profiles", "allowed", "reason"),
+    [
+        ({"redeem_code_limit": 5}, 1, 40, 5, "CODE_LIMIT_REACHED"),
+        ({"redeem_user_limit": 3}, 40, 1, 3, "USER_LIMIT_REACHED"),
+        ({"redeem_total_limit": 7}, 40, 40, 7, "TOTAL_LIMIT_REACHED"),
+    ],
+)
+def test_concurrent_activations_never_exceed_a_limit(
+    api: Api, limits: dict[str, int], codes: int, profiles: int, allowed: int, reason: str
+) -> None:
+    promo = api.promotion("hot", **limits)
+    api.pool(promo, *[f"HOT-{i}" for i in range(codes)])
+    calls = [
+        (lambda i=i: api.activate(f"HOT-{i % codes}", f"u{i % profiles}"))
+        for i in range(40)
+    ]
+
+    results = in_parallel(calls)
+
+    redeemed = [r for r in results if isinstance(r, pb.Redemption)]
+    assert len(redeemed) == allowed
+    assert reasons(results) == [reason] * (40 - allowed)
+    promotion = api.promotions.GetPromotion(
+        promotion_pb2.GetPromotionRequest(external_id=promo), metadata=bearer(api.key))
+    assert promotion.redemption_count == allowed
+
+
+def test_concurrent_attaches_hand_each_code_out_once(api: Api) -> None:
+    promo = api.promotion("drain", redeem_code_limit=1)
+    api.pool(promo, *[f"D-{i}" for i in range(15)])
+    api.pool("", *[f"G-{i}" for i in range(10)])
+
+    results = in_parallel([(lambda i=i: api.attach(f"u{i}", promo)) for i in range(30)])
+
+    handed = [r.code for r in results if isinstance(r, pb.Attachment)]
+    assert len(handed) == len(set(handed)) == 25
+    assert reasons(results) == ["POOL_EMPTY"] * 5
+
+
+def test_the_same_request_id_fired_concurrently_redeems_once(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, "SAME-1")
+
+    results = in_parallel([lambda: api.activate("SAME-1", "ann", request_id="r-1")] * 12)
+
+    assert {r.id for r in results if isinstance(r, pb.Redemption)} == {results[0].id}
+    assert api.code("SAME-1").redemption_count == 1
