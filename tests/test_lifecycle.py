@@ -3,14 +3,18 @@ validate and activate, limits under concurrency, request ids, rollback, redempti
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
@@ -284,3 +288,42 @@ def test_the_same_request_id_fired_concurrently_redeems_once(api: Api) -> None:
 
     assert {r.id for r in results if isinstance(r, pb.Redemption)} == {results[0].id}
     assert api.code("SAME-1").redemption_count == 1
+
+
+# --- validate and activate agree -------------------------------------------------------
+
+_NUMBERS = itertools.count()  # names unique across examples sharing one server
+PRICES = st.decimals(min_value="0.01", max_value="999.99", places=2).map(str)
+PERCENTS = st.decimals(min_value="0.01", max_value="100", places=2).map(str)
+
+
+@given(
+    percent=PERCENTS,
+    lines=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 5), PRICES),
+                   min_size=1, max_size=4),
+    floor=st.none() | PRICES,
+)
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_validate_and_activate_agree(
+    api: Api, percent: str, lines: list[tuple[str, int, str]], floor: str | None
+) -> None:
+    number = next(_NUMBERS)
+    conditions = (
+        [promotion_pb2.PriceCondition(operator=promotion_pb2.GE, value=floor)] if floor else []
+    )
+    promo = api.promotion(f"agree-{number}", discount=promotion_pb2.Discount(percent=percent),
+                          item_price_conditions=conditions)
+    api.pool(promo, f"AGREE-{number}")
+    cart = pb.Cart(currency="USD", items=[pb.CartItem(sku=s, quantity=q, unit_price=p)
+                                          for s, q, p in lines])
+
+    checked = api.validate(f"AGREE-{number}", "ann", cart)
+    try:
+        redeemed = api.activate(f"AGREE-{number}", "ann", cart=cart)
+    except grpc.RpcError as error:
+        assert (checked.valid, checked.reason) == (False, error_reason(error)[1])
+    else:
+        assert checked.valid and checked.reward == redeemed.reward
+        assert Decimal(redeemed.reward.final_total) >= 0
+
