@@ -18,7 +18,7 @@ from peewee import JOIN, IntegrityError, fn
 from promo_server.domain import lifecycle as rules
 from promo_server.domain.codes import key_of
 from promo_server.domain.errors import FailedPrecondition, NotFound
-from promo_server.store.db import database, is_sqlite
+from promo_server.store.db import Compiled, database, execute, is_sqlite
 from promo_server.store.models import (
     Attachment,
     Code,
@@ -28,9 +28,28 @@ from promo_server.store.models import (
     Redemption,
 )
 
+# The SQL of every call of ActivateCode is built once: building it per call with
+# the query builder cost more than running it.
+_CODE = Compiled(lambda p, k: Code.select().where((Code.project == p) & (Code.code_key == k)))
+_PROMOTION = Compiled(lambda i: Promotion.select().where(Promotion.id == i))
+_REDEMPTION_BY_REQUEST = Compiled(
+    lambda p, r: Redemption.select().where((Redemption.project == p) & (Redemption.request_id == r))
+)
+_USAGE = Compiled(
+    lambda m, p: PromotionUsage.select().where(
+        (PromotionUsage.promotion == m) & (PromotionUsage.profile == p)
+    )
+)
+
 
 def code_row(project_id: int, code: str) -> Code | None:
-    return Code.get_or_none((Code.project == project_id) & (Code.code_key == key_of(code)))
+    return _CODE.first(Code, project_id, key_of(code))
+
+
+def promotion_row(promotion_id: int) -> Promotion:
+    found = _PROMOTION.first(Promotion, promotion_id)
+    assert found is not None, "a code's promotion row is never deleted"
+    return found
 
 
 def add_code(project_id: int, promotion_id: int, code: str, now: datetime) -> Code:
@@ -173,70 +192,73 @@ def detach(code: Code, profile_id: int | None) -> None:
 
 
 def usage_count(promotion_id: int, profile_id: int) -> int:
-    row = PromotionUsage.get_or_none(
-        (PromotionUsage.promotion == promotion_id) & (PromotionUsage.profile == profile_id)
-    )
+    row = _USAGE.first(PromotionUsage, promotion_id, profile_id)
     return 0 if row is None else int(row.redemption_count)
 
 
 def count_code(code_id: int, limit: int | None, now: datetime) -> bool:
     """One more redemption of the code, if its limit allows; False if not."""
-    query = Code.update(
-        {
-            Code.redemption_count: Code.redemption_count + 1,
-            Code.hand_out_time: fn.COALESCE(Code.hand_out_time, now),
-        }
-    ).where(Code.id == code_id)
-    if limit is not None:
-        query = query.where(Code.redemption_count < limit)
-    return bool(query.execute())
+    return _counted(
+        "UPDATE code SET redemption_count = redemption_count + 1, "
+        "hand_out_time = coalesce(hand_out_time, ?) WHERE id = ?",
+        (now, code_id), limit,
+    )
 
 
 def count_user(promotion_id: int, profile_id: int, limit: int | None) -> bool:
     """One more redemption of the promotion by the profile, if its limit allows."""
-    mine = (PromotionUsage.promotion == promotion_id) & (PromotionUsage.profile == profile_id)
-    if PromotionUsage.get_or_none(mine) is None:
-        try:
-            with database.atomic():
-                PromotionUsage.create(promotion=promotion_id, profile=profile_id,
-                                      redemption_count=0)
-        except IntegrityError:
-            pass  # created by a concurrent call: the UPDATE below counts on its row
-    query = PromotionUsage.update(
-        {PromotionUsage.redemption_count: PromotionUsage.redemption_count + 1}
-    ).where(mine)
-    if limit is not None:
-        query = query.where(PromotionUsage.redemption_count < limit)
-    return bool(query.execute())
+    insert = (
+        "INSERT {} INTO promotion_usage (promotion_id, profile_id, redemption_count) "
+        "VALUES (?, ?, 0){}"
+    )
+    execute(
+        insert.format("OR IGNORE", "") if is_sqlite()
+        else insert.format("", " ON CONFLICT DO NOTHING"),
+        (promotion_id, profile_id),
+    )
+    return _counted(
+        "UPDATE promotion_usage SET redemption_count = redemption_count + 1 "
+        "WHERE promotion_id = ? AND profile_id = ?",
+        (promotion_id, profile_id), limit,
+    )
 
 
 def count_total(promotion_id: int, limit: int | None) -> bool:
     """One more redemption of the promotion, if its total limit allows."""
-    query = Promotion.update({Promotion.redemption_count: Promotion.redemption_count + 1}).where(
-        Promotion.id == promotion_id
+    return _counted(
+        "UPDATE promotion SET redemption_count = redemption_count + 1 WHERE id = ?",
+        (promotion_id,), limit,
     )
+
+
+def _counted(update: str, params: tuple[Any, ...], limit: int | None) -> bool:
+    """Runs a counter's UPDATE, guarded by its limit: whether it counted."""
     if limit is not None:
-        query = query.where(Promotion.redemption_count < limit)
-    return bool(query.execute())
+        update += " AND redemption_count < ?"
+        params = (*params, limit)
+    return bool(execute(update, params).rowcount)
 
 
 def add_redemption(
     project_id: int, code_id: int, promotion_id: int | None, profile_id: int,
     request_id: str, reward: str, now: datetime,
-) -> Redemption:
-    return Redemption.create(  # type: ignore[no-any-return]
-        public_id=str(uuid.uuid4()), project=project_id, code=code_id, promotion=promotion_id,
-        profile=profile_id, request_id=request_id or None, state=rules.REDEEMED,
-        reward=reward, create_time=now,
+) -> str:
+    """Records a redemption; returns its public id."""
+    public_id = str(uuid.uuid4())
+    execute(
+        "INSERT INTO redemption (public_id, project_id, code_id, promotion_id, profile_id, "
+        "request_id, state, reward, create_time, rollback_reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+        (public_id, project_id, code_id, promotion_id, profile_id, request_id or None,
+         rules.REDEEMED, reward, now),
     )
+    return public_id
 
 
 def redemption_by_request(project_id: int, request_id: str) -> Redemption | None:
     if not request_id:
         return None
-    return Redemption.get_or_none(
-        (Redemption.project == project_id) & (Redemption.request_id == request_id)
-    )
+    return _REDEMPTION_BY_REQUEST.first(Redemption, project_id, request_id)
 
 
 def redemption(project_id: int, public_id: str) -> Redemption:

@@ -9,8 +9,12 @@ from peewee import IntegrityError
 from promo_server.domain import profiles as domain
 from promo_server.domain.codes import ProfileRef
 from promo_server.domain.errors import FailedPrecondition, NotFound
-from promo_server.store.db import database, utcnow
+from promo_server.store.db import Compiled, database, utcnow
 from promo_server.store.models import Profile, ProfileField
+
+_BY_PROFILE_ID = Compiled(
+    lambda p, v: Profile.select().where((Profile.project == p) & (Profile.profile_id == v))
+)
 
 
 def find(project_id: int, ref: ProfileRef) -> Profile | None:
@@ -20,10 +24,7 @@ def find(project_id: int, ref: ProfileRef) -> Profile | None:
     NOT_FOUND, several is FAILED_PRECONDITION.
     """
     if ref.by == "profile_id":
-        query = Profile.select().where(
-            (Profile.project == project_id) & (Profile.profile_id == ref.value)
-        )
-        return query.first()
+        return _BY_PROFILE_ID.first(Profile, project_id, ref.value)
     if ref.by == "custom":
         query = (
             Profile.select()

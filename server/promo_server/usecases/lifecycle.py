@@ -138,11 +138,11 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
         with write_transaction():
             checked = _check(project_id, attempt, create_profile=True)
             _count(checked)
-            row = store.add_redemption(
+            reward = reward_dict(checked.reward)
+            public_id = store.add_redemption(
                 project_id, checked.code.id,
                 checked.promotion.id if checked.promotion is not None else None,
-                checked.profile.id, attempt.request_id, json.dumps(reward_dict(checked.reward)),
-                checked.now,
+                checked.profile.id, attempt.request_id, json.dumps(reward), checked.now,
             )
     except IntegrityError:
         # The same request_id, committed by a racing call: answer with its redemption.
@@ -150,8 +150,19 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
         if done is None:
             raise
         return done
-    _LOGGER.info("code activated project=%s redemption=%s", project_id, row.public_id)
-    return _view_of(project_id, row.id)
+    _LOGGER.info("code activated project=%s redemption=%s", project_id, public_id)
+    return RedemptionView(
+        id=public_id,
+        code=checked.code.code,
+        promotion=checked.promotion.external_id if checked.promotion is not None else "",
+        profile_id=checked.profile.profile_id,
+        reward=reward,
+        state=rules.REDEEMED,
+        request_id=attempt.request_id,
+        create_time=checked.now,
+        rollback_time=None,
+        rollback_reason="",
+    )
 
 
 def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionView:
@@ -207,7 +218,7 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
     row = _code(project_id, attempt.code)
     rules.check_code(_state(row), now)
     promo_id = row.promotion_id if row.promotion_id is not None else row.issued_for_id
-    promo_row = Promotion.get_by_id(promo_id) if promo_id is not None else None
+    promo_row = store.promotion_row(promo_id) if promo_id is not None else None
     promo_rules = promotions.to_domain(promo_row) if promo_row is not None else None
     profile = _profile(project_id, attempt.profile, create=create_profile)
     if row.holder_id is not None and row.holder_id != profile.id:
