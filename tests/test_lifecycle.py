@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -243,9 +244,9 @@ def reasons(results: list[Any]) -> list[str]:
 @pytest.mark.parametrize(
     ("limits", "codes", "profiles", "allowed", "reason"),
     [
-        ({"redeem_code_limit": 5}, 1, 40, 5, "CODE_LIMIT_REACHED"),
-        ({"redeem_user_limit": 3}, 40, 1, 3, "USER_LIMIT_REACHED"),
-        ({"redeem_total_limit": 7}, 40, 40, 7, "TOTAL_LIMIT_REACHED"),
+        ({"redeem_code_limit": 5}, 1, 100, 5, "CODE_LIMIT_REACHED"),
+        ({"redeem_user_limit": 3}, 100, 1, 3, "USER_LIMIT_REACHED"),
+        ({"redeem_total_limit": 7}, 100, 100, 7, "TOTAL_LIMIT_REACHED"),
     ],
 )
 def test_concurrent_activations_never_exceed_a_limit(
@@ -255,14 +256,14 @@ def test_concurrent_activations_never_exceed_a_limit(
     api.pool(promo, *[f"HOT-{i}" for i in range(codes)])
     calls = [
         (lambda i=i: api.activate(f"HOT-{i % codes}", f"u{i % profiles}"))
-        for i in range(40)
+        for i in range(100)
     ]
 
     results = in_parallel(calls)
 
     redeemed = [r for r in results if isinstance(r, pb.Redemption)]
     assert len(redeemed) == allowed
-    assert reasons(results) == [reason] * (40 - allowed)
+    assert reasons(results) == [reason] * (100 - allowed)
     promotion = api.promotions.GetPromotion(
         promotion_pb2.GetPromotionRequest(external_id=promo), metadata=bearer(api.key))
     assert promotion.redemption_count == allowed
@@ -327,3 +328,95 @@ def test_validate_and_activate_agree(
         assert checked.valid and checked.reward == redeemed.reward
         assert Decimal(redeemed.reward.final_total) >= 0
 
+
+
+# --- more refusals ---------------------------------------------------------------------
+
+LATER = timestamp_pb2.Timestamp(seconds=4_000_000_000)
+EARLIER = timestamp_pb2.Timestamp(seconds=1_000_000_000)
+EARLIER_END = timestamp_pb2.Timestamp(seconds=1_000_000_001)
+
+
+@pytest.mark.parametrize(
+    ("promotion", "change", "reason"),
+    [
+        ({}, {"active": False}, "CODE_INACTIVE"),
+        ({}, {"expire_time": EARLIER}, "CODE_EXPIRED"),
+        ({"start_time": LATER}, {}, "PROMOTION_NOT_STARTED"),
+        ({"start_time": EARLIER, "end_time": EARLIER_END}, {}, "PROMOTION_ENDED"),
+        ({"price_conditions": [promotion_pb2.PriceCondition(operator=promotion_pb2.GE,
+                                                             value="500")]},
+         {}, "CONDITIONS_NOT_MET"),
+        ({"excluded_promotions": ["other"]}, {"applied": ["other"]}, "PROMOTION_EXCLUDED"),
+    ],
+)
+def test_refusals_before_the_limits(
+    api: Api, promotion: dict[str, Any], change: dict[str, Any], reason: str
+) -> None:
+    promo = api.promotion("p", **promotion)
+    api.pool(promo, "X-1")
+    change = dict(change)  # the table is shared by both backends' runs
+    applied = change.pop("applied", [])
+    if change:
+        api.codes.UpdateCode(
+            pb.UpdateCodeRequest(code=pb.Code(code="X-1", **change),
+                                 update_mask=field_mask_pb2.FieldMask(paths=list(change))),
+            metadata=bearer(api.key),
+        )
+    request = pb.ActivateCodeRequest(code="X-1", profile=ref("ann"), cart=CART,
+                                     applied_promotions=applied)
+
+    error = refused(lambda: api.codes.ActivateCode(request, metadata=bearer(api.key)), FAILED)
+
+    assert error_reason(error) == ("promo.v1", reason)
+    answer = api.codes.ValidateCode(
+        pb.ValidateCodeRequest(code="X-1", profile=ref("ann"), cart=CART,
+                               applied_promotions=applied),
+        metadata=bearer(api.key),
+    )
+    assert (answer.valid, answer.reason) == (False, reason)
+    assert api.code("X-1").redemption_count == 0
+
+
+def test_a_retired_code_is_refused(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, "OLD-1")
+    api.codes.ImportCodes(
+        iter([pb.ImportCodesRequest(spec=pb.ImportCodesRequest.Spec(promotion=promo)),
+              pb.ImportCodesRequest(chunk=b"NEW-1\n")]),
+        metadata=bearer(api.key),
+    )
+
+    assert reason_of(lambda: api.activate("OLD-1", "ann"), FAILED) == "CODE_RETIRED"
+
+
+def test_a_global_code_never_issued_redeems_once_with_an_empty_reward(api: Api) -> None:
+    api.pool("", "FREE-1")
+
+    redeemed = api.activate("FREE-1", "ann")
+
+    assert redeemed.promotion == ""
+    assert (redeemed.reward.cart_total, redeemed.reward.discount_total) == ("100.00", "0.00")
+    assert reason_of(lambda: api.activate("FREE-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
+
+
+def test_redemptions_page_by_promotion_and_profile(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, *[f"L-{i}" for i in range(7)])
+    for i in range(7):
+        api.activate(f"L-{i}", "ann" if i % 2 else "bob")
+
+    def every(**fields: Any) -> list[str]:
+        seen, token = [], ""
+        while True:
+            page = api.codes.ListRedemptions(
+                pb.ListRedemptionsRequest(page_size=2, page_token=token, **fields),
+                metadata=bearer(api.key))
+            seen += [r.code for r in page.redemptions]
+            token = page.next_page_token
+            if not token:
+                return seen
+
+    assert every(promotion=promo) == [f"L-{i}" for i in range(7)]
+    assert every(profile=ref("ann")) == ["L-1", "L-3", "L-5"]
+    assert every(profile=ref("nobody")) == []
