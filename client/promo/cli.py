@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
@@ -28,9 +31,10 @@ from rich.text import Text
 
 from promo.client import DEFAULT_TARGET, PromoClient
 from promo.errors import PromoError
-from promo.v1 import code_pb2, promotion_pb2
+from promo.v1 import code_pb2, profile_pb2, promotion_pb2
 
 _M = TypeVar("_M", bound=Message)
+_Command = Callable[..., None]
 
 
 class CliFailure(click.ClickException):
@@ -151,6 +155,31 @@ class Rfc3339(click.ParamType):
         if parsed is None or parsed.tzinfo is None:
             self.fail(f"{value!r} is not an RFC 3339 time such as 2025-12-31T23:59:59Z", param, ctx)
         return parsed
+
+
+class Assignment(click.ParamType):
+    """NAME=VALUE, as a (name, value) pair; the value may be empty or hold `=`."""
+
+    def __init__(self, metavar: str = "NAME=VALUE") -> None:
+        self.name = metavar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        name, equals, text = value.partition("=")
+        if not equals or not name:
+            self.fail(f"expected {self.name}, not {value!r}", param, ctx)
+        return name, text
+
+
+def assignments(pairs: Iterable[tuple[str, str]], option: str) -> dict[str, str]:
+    """The NAME=VALUE pairs of a repeated option as a mapping; a name given twice is an error."""
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name in found:
+            raise click.BadParameter(f"{name!r} is given twice", param_hint=option)
+        found[name] = value
+    return found
 
 
 def cell(value: object) -> Text:
@@ -373,9 +402,46 @@ filter_option = click.option(
 )
 
 
+def profile_options(whose: str, *, required: bool = False) -> Callable[[_Command], _Command]:
+    """--profile-id, --email, --phone and --custom: the four ways to name a profile, given to
+    the command as one `profile` argument, a ProfileRef mapping (None when none is given)."""
+
+    def decorate(command: _Command) -> _Command:
+        @functools.wraps(command)
+        def with_profile(
+            *args: Any,
+            profile_id: str | None,
+            email: str | None,
+            phone: str | None,
+            custom: tuple[str, str] | None,
+            **kwargs: Any,
+        ) -> None:
+            profile = _profile_ref(profile_id=profile_id, email=email, phone=phone, custom=custom)
+            if required and profile is None:
+                raise click.UsageError(
+                    "name the profile: give one of --profile-id, --email, --phone, --custom"
+                )
+            command(*args, profile=profile, **kwargs)
+
+        options = (
+            click.option("--profile-id", help=f"{whose} with this id."),
+            click.option("--email", help=f"{whose} with this e-mail address."),
+            click.option("--phone", help=f"{whose} with this phone number."),
+            click.option(
+                "--custom", type=Assignment("FIELD=VALUE"), help=f"{whose} with this custom field."
+            ),
+        )
+        decorated: _Command = with_profile
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated
+
+    return decorate
+
+
 @cli.group()
 def codes() -> None:
-    """Fill and export code pools; read and change their codes."""
+    """Fill code pools; hand out and redeem codes."""
 
 
 @codes.command("import")
@@ -501,12 +567,7 @@ def get_code(app: App, code: str) -> None:
 
 @codes.command("list")
 @pool_option
-@click.option("--profile-id", help="Only the codes of the profile with this id.")
-@click.option("--email", help="Only the codes of the profile with this e-mail address.")
-@click.option("--phone", help="Only the codes of the profile with this phone number.")
-@click.option(
-    "--custom", metavar="FIELD=VALUE", help="Only the codes of the profile with this custom field."
-)
+@profile_options("Only the codes of the profile")
 @filter_option
 @click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
 @click.option("--page-token", default="", help="The next page token of a previous list.")
@@ -515,10 +576,7 @@ def get_code(app: App, code: str) -> None:
 def list_codes(
     app: App,
     promotion: str,
-    profile_id: str | None,
-    email: str | None,
-    phone: str | None,
-    custom: str | None,
+    profile: dict[str, Any] | None,
     code_filter: str | None,
     page_size: int,
     page_token: str,
@@ -527,7 +585,6 @@ def list_codes(
     """Lists the codes of a pool, or those a profile holds."""
     if every_page and page_token:
         raise click.UsageError("--all starts from the first page; drop --page-token")
-    profile = _profile_ref(profile_id=profile_id, email=email, phone=phone, custom=custom)
     # A profile's codes may come from any pool; otherwise they all share the one asked for.
     pool = None if profile else promotion
     if every_page:
@@ -568,6 +625,198 @@ def update_code(
         code, active=active, expire_time=expire_time, clear_expire_time=no_expire_time
     )
     app.show(updated, render_code)
+
+
+@codes.command("attach")
+@click.option("--promotion", required=True, help="The promotion whose code to hand out.")
+@profile_options("Attach to the profile", required=True)
+@click.option("--code", help="This code; default: the pool's oldest available code.")
+@pass_app
+def attach_code(app: App, promotion: str, profile: dict[str, Any], code: str | None) -> None:
+    """Attaches a code to a profile.
+
+    Without --code, hands out the pool's oldest available code, or one of the global pool
+    when the promotion's is empty. A new --profile-id creates the profile; a new --code
+    joins the promotion's pool.
+    """
+    app.show(app.client.attach_code(profile, promotion, code), render_attachment)
+
+
+@codes.command("detach")
+@click.argument("code")
+@profile_options("Detach from the profile")
+@pass_app
+def detach_code(app: App, code: str, profile: dict[str, Any] | None) -> None:
+    """Detaches a code from a profile.
+
+    Without a profile, from the code's only holder.
+    """
+    app.client.detach_code(code, profile)
+    if app.as_json:
+        app.show_json({})
+    else:
+        click.echo(f"detached {code}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What validate and activate send along with the code."""
+
+    profile: dict[str, Any]
+    cart: code_pb2.Cart | None
+    attributes: dict[str, str]
+    applied_promotions: tuple[str, ...]
+
+
+class CartItemParam(click.ParamType):
+    """A cart line written SKU:QUANTITY:UNIT_PRICE, such as shirt:2:19.99."""
+
+    name = "SKU:QTY:PRICE"
+    _PRICE = re.compile(r"\d+(\.\d+)?")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, code_pb2.CartItem):
+            return value
+        # A SKU may hold colons; the quantity and the price cannot.
+        sku, _, rest = value.rpartition(":")
+        sku, _, quantity = sku.rpartition(":")
+        if not sku or not quantity.isdigit() or not self._PRICE.fullmatch(rest):
+            self.fail(
+                f"expected SKU:QUANTITY:UNIT_PRICE such as shirt:2:19.99, not {value!r}", param, ctx
+            )
+        if int(quantity) < 1:
+            self.fail(f"the quantity of {value!r} must be at least 1", param, ctx)
+        return code_pb2.CartItem(sku=sku, quantity=int(quantity), unit_price=rest)
+
+
+def attempt_options(command: _Command) -> _Command:
+    """The profile, the cart, the attributes and the promotions already applied, given to the
+    command as one `attempt` argument."""
+
+    @functools.wraps(command)
+    def with_attempt(
+        *args: Any,
+        profile: dict[str, Any],
+        cart_path: str | None,
+        currency: str | None,
+        items: tuple[code_pb2.CartItem, ...],
+        attributes: tuple[tuple[str, str], ...],
+        applied: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
+        attempt = Attempt(
+            profile=profile,
+            cart=_cart(cart_path, currency, items),
+            attributes=assignments(attributes, "--attribute"),
+            applied_promotions=applied,
+        )
+        command(*args, attempt=attempt, **kwargs)
+
+    options = (
+        profile_options("Redeemed by the profile", required=True),
+        click.option(
+            "--cart",
+            "cart_path",
+            metavar="FILE",
+            help="JSON file of a Cart; - for stdin. Or give --currency and --item.",
+        ),
+        click.option("--currency", help="The cart's ISO 4217 currency: USD."),
+        click.option(
+            "--item",
+            "items",
+            type=CartItemParam(),
+            multiple=True,
+            help="A cart line, repeated for each: shirt:2:19.99 (SKU:QUANTITY:UNIT_PRICE).",
+        ),
+        click.option(
+            "--attribute",
+            "attributes",
+            type=Assignment(),
+            multiple=True,
+            help="A user attribute for attribute conditions, over the profile's stored ones.",
+        ),
+        click.option(
+            "--applied",
+            multiple=True,
+            metavar="PROMOTION",
+            help="A promotion already applied to the cart, repeated for each.",
+        ),
+    )
+    decorated: _Command = with_attempt
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+def _cart(
+    path: str | None, currency: str | None, items: Sequence[code_pb2.CartItem]
+) -> code_pb2.Cart | None:
+    if path is not None:
+        if currency is not None or items:
+            raise click.UsageError("give --cart, or --currency with --item, not both")
+        return read_message(path, code_pb2.Cart())
+    if items and currency is None:
+        raise click.UsageError("--item needs --currency, the cart's currency (USD)")
+    if currency is not None and not items:
+        raise click.UsageError("--currency needs the cart's lines: give --item for each")
+    return code_pb2.Cart(currency=currency, items=items) if items else None
+
+
+@codes.command("validate")
+@click.argument("code")
+@attempt_options
+@pass_app
+def validate_code(app: App, code: str, attempt: Attempt) -> None:
+    """Checks a code against a cart, consuming nothing.
+
+    Runs every check of activate and shows the reward it would give; a code that activate
+    would refuse is shown as not valid, with the reason.
+    """
+    answer = app.client.validate_code(
+        code,
+        attempt.profile,
+        attempt.cart,
+        attributes=attempt.attributes,
+        applied_promotions=attempt.applied_promotions,
+    )
+    app.show(answer, render_validation)
+
+
+@codes.command("activate")
+@click.argument("code")
+@attempt_options
+@click.option(
+    "--request-id",
+    help="Idempotency key (an order id): the same one again returns the first redemption.",
+)
+@pass_app
+def activate_code(app: App, code: str, attempt: Attempt, request_id: str | None) -> None:
+    """Redeems a code against a cart.
+
+    Shows the redemption and its reward. Without --request-id each run sends a new one,
+    and so may redeem again.
+    """
+    redemption = app.client.activate_code(
+        code,
+        attempt.profile,
+        attempt.cart,
+        attributes=attempt.attributes,
+        applied_promotions=attempt.applied_promotions,
+        request_id=request_id,
+    )
+    app.show(redemption, render_redemption)
+
+
+@codes.command("rollback")
+@click.argument("redemption_id")
+@click.option("--reason", default="", help="Why, kept with the redemption.")
+@pass_app
+def rollback_redemption(app: App, redemption_id: str, reason: str) -> None:
+    """Rolls a redemption back.
+
+    The use is given back to every limit the redemption counted against.
+    """
+    app.show(app.client.rollback_redemption(redemption_id, reason), render_redemption)
 
 
 @contextmanager
@@ -623,7 +872,11 @@ def _transfer_bar(app: App, *, shown: bool, counting: str) -> Progress:
 
 
 def _profile_ref(
-    *, profile_id: str | None, email: str | None, phone: str | None, custom: str | None
+    *,
+    profile_id: str | None,
+    email: str | None,
+    phone: str | None,
+    custom: tuple[str, str] | None,
 ) -> dict[str, Any] | None:
     given: dict[str, Any] = {}
     if profile_id is not None:
@@ -633,9 +886,7 @@ def _profile_ref(
     if phone is not None:
         given["phone"] = phone
     if custom is not None:
-        field, equals, value = custom.partition("=")
-        if not equals or not field:
-            raise click.BadParameter("expected FIELD=VALUE", param_hint="--custom")
+        field, value = custom
         given["custom"] = {"field": field, "value": value}
     if len(given) > 1:
         raise click.UsageError("give at most one of --profile-id, --email, --phone, --custom")
@@ -739,3 +990,228 @@ def render_import(response: code_pb2.ImportCodesResponse) -> RenderableType:
     if response.rejected > len(response.errors):
         errors.caption = f"the first {len(response.errors)} of {response.rejected:,}"
     return Group(counts, Text(), errors)
+
+
+def render_attachment(attachment: code_pb2.Attachment) -> Table:
+    return key_value_table(
+        [
+            ("code", attachment.code),
+            ("promotion", attachment.promotion),
+            ("profile_id", attachment.profile_id),
+            ("attach_time", timestamp(attachment, "attach_time")),
+        ]
+    )
+
+
+def render_validation(answer: code_pb2.ValidateCodeResponse) -> RenderableType:
+    head = [("valid", _yes_no(answer.valid))]
+    if not answer.valid:
+        return key_value_table([*head, ("reason", answer.reason or "-")])
+    return _with_reward(head, answer.reward)
+
+
+def render_redemption(redemption: code_pb2.Redemption) -> RenderableType:
+    rows = [
+        ("id", redemption.id),
+        ("code", redemption.code),
+        ("promotion", redemption.promotion or "-"),
+        ("profile_id", redemption.profile_id),
+        ("state", code_pb2.Redemption.State.Name(redemption.state)),
+        ("request_id", redemption.request_id or "-"),
+        ("create_time", timestamp(redemption, "create_time")),
+    ]
+    if redemption.HasField("rollback_time"):
+        rows.append(("rollback_time", timestamp(redemption, "rollback_time")))
+        rows.append(("rollback_reason", redemption.rollback_reason or "-"))
+    return _with_reward(rows, redemption.reward)
+
+
+def _with_reward(rows: Sequence[tuple[str, str]], reward: code_pb2.Reward) -> RenderableType:
+    """Key/value rows, then the reward's totals and bonus, then its items as a table."""
+    totals = [
+        ("cart_total", reward.cart_total),
+        ("discount_total", reward.discount_total),
+        ("final_total", reward.final_total),
+        *(("bonus", f"{bonus.sku} x {bonus.quantity}") for bonus in reward.bonus),
+    ]
+    summary = key_value_table([*rows, *totals])
+    if not reward.items:
+        return summary
+    return Group(summary, Text(), reward_items_table(reward.items))
+
+
+def reward_items_table(items: Iterable[code_pb2.RewardItem]) -> Table:
+    table = Table()
+    table.add_column("sku", overflow="fold")
+    for name in ("quantity", "unit_price", "discount", "final_price"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for item in items:
+        table.add_row(
+            cell(item.sku),
+            cell(item.quantity),
+            cell(item.unit_price),
+            cell(item.discount),
+            cell(item.final_price),
+        )
+    return table
+
+
+@cli.group()
+def redemptions() -> None:
+    """List redemptions; `codes rollback` undoes one."""
+
+
+@redemptions.command("list")
+@click.option("--promotion", default="", help="Only the redemptions of this promotion.")
+@click.option("--code", default="", help="Only the redemptions of this code.")
+@profile_options("Only the redemptions of the profile")
+@click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--page-token", default="", help="The next page token of a previous list.")
+@click.option("--all", "every_page", is_flag=True, help="Fetch every page.")
+@pass_app
+def list_redemptions(
+    app: App,
+    promotion: str,
+    code: str,
+    profile: dict[str, Any] | None,
+    page_size: int,
+    page_token: str,
+    every_page: bool,
+) -> None:
+    """Lists redemptions: all, or of a promotion, code or profile."""
+    if every_page and page_token:
+        raise click.UsageError("--all starts from the first page; drop --page-token")
+    if every_page:
+        found = list(
+            app.client.iter_redemptions(
+                promotion=promotion, code=code, profile=profile, page_size=page_size
+            )
+        )
+        _show_redemptions(app, found, next_page_token="", every_page=True)
+        return
+    page = app.client.list_redemptions(
+        promotion=promotion,
+        code=code,
+        profile=profile,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    _show_redemptions(app, page.redemptions, page.next_page_token, every_page=False)
+
+
+def _show_redemptions(
+    app: App,
+    found: Sequence[code_pb2.Redemption],
+    next_page_token: str,
+    *,
+    every_page: bool,
+) -> None:
+    if app.as_json:
+        documents = [json_format.MessageToDict(redemption) for redemption in found]
+        app.show_json(
+            documents
+            if every_page
+            else {"redemptions": documents, "nextPageToken": next_page_token}
+        )
+        return
+    app.console.print(redemptions_table(found))
+    if next_page_token:
+        click.echo(f"more: --page-token {next_page_token}", err=True)
+
+
+def redemptions_table(found: Sequence[code_pb2.Redemption]) -> Table:
+    table = Table()
+    # Ids and codes stay whole on one line, to be copied into the next command.
+    table.add_column("id", no_wrap=True)
+    longest = max((len(redemption.code) for redemption in found), default=4)
+    table.add_column("code", no_wrap=True, min_width=longest)
+    table.add_column("promotion", overflow="fold", min_width=9)
+    table.add_column("profile_id", overflow="fold", min_width=10)
+    table.add_column("state", no_wrap=True)
+    table.add_column("discount", justify="right", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    for redemption in found:
+        table.add_row(
+            cell(redemption.id),
+            cell(redemption.code),
+            cell(redemption.promotion or "-"),
+            cell(redemption.profile_id),
+            cell(code_pb2.Redemption.State.Name(redemption.state)),
+            cell(redemption.reward.discount_total),
+            cell(short_time(redemption, "create_time")),
+        )
+    return table
+
+
+@cli.group()
+def profiles() -> None:
+    """Store and read customers' profiles."""
+
+
+@profiles.command("upsert")
+@click.argument("profile_id")
+@click.option("--email", default="", help="The e-mail address, used for matching.")
+@click.option("--phone", default="", help="The phone number, used for matching.")
+@click.option(
+    "--field",
+    "fields",
+    type=Assignment(),
+    multiple=True,
+    help="A custom field, used for matching (crm_id=C-7); repeated for each.",
+)
+@click.option(
+    "--attribute",
+    "attributes",
+    type=Assignment(),
+    multiple=True,
+    help="An attribute read by attribute conditions (tier=gold); repeated for each.",
+)
+@pass_app
+def upsert_profile(
+    app: App,
+    profile_id: str,
+    email: str,
+    phone: str,
+    fields: tuple[tuple[str, str], ...],
+    attributes: tuple[tuple[str, str], ...],
+) -> None:
+    """Creates or replaces a profile.
+
+    Creates the profile PROFILE_ID, or replaces everything it holds: what is not given is
+    cleared, so repeat every option the profile should keep.
+    """
+    profile = profile_pb2.Profile(
+        profile_id=profile_id,
+        email=email,
+        phone=phone,
+        custom_fields=assignments(fields, "--field"),
+        attributes=assignments(attributes, "--attribute"),
+    )
+    app.show(app.client.upsert_profile(profile), render_profile)
+
+
+@profiles.command("get")
+@profile_options("The profile", required=True)
+@pass_app
+def get_profile(app: App, profile: dict[str, Any]) -> None:
+    """Shows one profile.
+
+    E-mail, phone and custom field must match exactly one profile.
+    """
+    app.show(app.client.get_profile(profile), render_profile)
+
+
+def render_profile(profile: profile_pb2.Profile) -> Table:
+    return key_value_table(_profile_rows(profile))
+
+
+def _profile_rows(profile: profile_pb2.Profile) -> Iterable[tuple[str, str]]:
+    yield "profile_id", profile.profile_id
+    yield "email", profile.email or "-"
+    yield "phone", profile.phone or "-"
+    for name in sorted(profile.custom_fields):
+        yield f"custom_fields[{name}]", profile.custom_fields[name]
+    for name in sorted(profile.attributes):
+        yield f"attributes[{name}]", profile.attributes[name]
+    yield "create_time", timestamp(profile, "create_time")
+    yield "update_time", timestamp(profile, "update_time")

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -76,8 +77,14 @@ StateLike: TypeAlias = "promotion_pb2.Promotion.State | str"
 CodeFilterLike: TypeAlias = "code_pb2.CodeFilter | str"
 # An import mode: "replace" or "append", in any case, or the Mode value.
 ImportModeLike: TypeAlias = "code_pb2.ImportCodesRequest.Spec.Mode | str"
-# A ProfileRef or its fields: {"email": ...}, {"custom": {"field": ..., "value": ...}}.
-ProfileLike: TypeAlias = "profile_pb2.ProfileRef | Mapping[str, Any]"
+# A ProfileRef, its fields ({"email": ...}, {"custom": {"field": ..., "value": ...}}), or a
+# plain string: the profile_id.
+ProfileLike: TypeAlias = "profile_pb2.ProfileRef | Mapping[str, Any] | str"
+# A Profile or its JSON mapping: {"profileId": ..., "email": ..., "attributes": {...}}.
+ProfileDataLike: TypeAlias = "profile_pb2.Profile | Mapping[str, Any]"
+# A Cart or its JSON mapping:
+# {"currency": "USD", "items": [{"sku": ..., "quantity": 2, "unit_price": "10.00"}]}.
+CartLike: TypeAlias = "code_pb2.Cart | Mapping[str, Any]"
 # Where an import reads: a path, or a file object opened in binary mode.
 CsvSource: TypeAlias = "str | os.PathLike[str] | SupportsRead[bytes]"
 # Where an export writes: a path, or a file object opened in binary mode.
@@ -312,7 +319,7 @@ class PromoClient:
         """One page of a pool's codes ("" is the global pool), or of the codes a profile holds."""
         request = code_pb2.ListCodesRequest(
             promotion=promotion,
-            profile=profile,
+            profile=_as_profile_ref(profile),
             filter=_enum(filter),
             page_size=page_size,
             page_token=page_token,
@@ -366,6 +373,140 @@ class PromoClient:
         )
         return self._call(self.codes.UpdateCode, request)
 
+    def upsert_profile(self, profile: ProfileDataLike) -> profile_pb2.Profile:
+        """Creates the profile with this profile_id, or replaces everything it holds: the
+        email, phone, custom fields and attributes not given are cleared."""
+        request = profile_pb2.UpsertProfileRequest(profile=_as_profile(profile))
+        return self._call(self.profiles.UpsertProfile, request)
+
+    def get_profile(self, profile: ProfileLike) -> profile_pb2.Profile:
+        """The one profile a reference matches: by profile_id (a plain string), email, phone
+        or custom field; none is NotFound, several (by email, phone, custom) FailedPrecondition.
+        """
+        request = profile_pb2.GetProfileRequest(profile=_as_profile_ref(profile))
+        return self._call(self.profiles.GetProfile, request)
+
+    def attach_code(
+        self, profile: ProfileLike, promotion: str, code: str | None = None
+    ) -> code_pb2.Attachment:
+        """Attaches `code` to a profile, or without one hands out the oldest available code of
+        the promotion's pool, then of the global pool (ResourceExhausted POOL_EMPTY when none).
+
+        An unknown profile_id creates the profile; an unknown code joins the promotion's pool.
+        Never retried automatically: a repeat after a lost answer may hand out another code.
+        """
+        request = code_pb2.AttachCodeRequest(
+            profile=_as_profile_ref(profile), promotion=promotion, code=code
+        )
+        return self._call(self.codes.AttachCode, request)
+
+    def detach_code(self, code: str, profile: ProfileLike | None = None) -> None:
+        """Detaches a code from a profile; without one, from its single holder."""
+        request = code_pb2.DetachCodeRequest(code=code, profile=_as_profile_ref(profile))
+        self._call(self.codes.DetachCode, request)
+
+    def validate_code(
+        self,
+        code: str,
+        profile: ProfileLike,
+        cart: CartLike | None = None,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        applied_promotions: Sequence[str] = (),
+    ) -> code_pb2.ValidateCodeResponse:
+        """Whether activate_code would accept the code now, and the reward it would give;
+        consumes nothing. A refusal is `valid=False` with its `reason` (CODE_EXPIRED, ...),
+        not an exception.
+
+        `attributes` are read by attribute conditions over the profile's stored ones;
+        `applied_promotions` are the external ids of promotions already applied to the cart.
+        """
+        request = code_pb2.ValidateCodeRequest(
+            code=code,
+            profile=_as_profile_ref(profile),
+            cart=_as_cart(cart),
+            attributes=attributes,
+            applied_promotions=applied_promotions,
+        )
+        return self._call(self.codes.ValidateCode, request)
+
+    def activate_code(
+        self,
+        code: str,
+        profile: ProfileLike,
+        cart: CartLike | None = None,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        applied_promotions: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> code_pb2.Redemption:
+        """Redeems a code against a cart and returns the redemption with its reward; a refusal
+        raises FailedPrecondition or ResourceExhausted with its `reason`.
+
+        `request_id` is the idempotency key: the same one again returns the first redemption
+        and consumes nothing more. Pass your own (an order id) to make your repeats safe, for
+        instance after a crash. When it is None a random UUID is used for this call, so that
+        the client's automatic retries after UNAVAILABLE can never redeem the code twice.
+        """
+        request = code_pb2.ActivateCodeRequest(
+            code=code,
+            profile=_as_profile_ref(profile),
+            cart=_as_cart(cart),
+            attributes=attributes,
+            applied_promotions=applied_promotions,
+            request_id=str(uuid.uuid4()) if request_id is None else request_id,
+        )
+        return self._call(self.codes.ActivateCode, request)
+
+    def rollback_redemption(self, redemption_id: str, reason: str = "") -> code_pb2.Redemption:
+        """Rolls a redemption back, giving the use back to every limit; a second rollback is
+        FailedPrecondition ALREADY_ROLLED_BACK."""
+        request = code_pb2.RollbackRedemptionRequest(redemption_id=redemption_id, reason=reason)
+        return self._call(self.codes.RollbackRedemption, request)
+
+    def list_redemptions(
+        self,
+        *,
+        promotion: str = "",
+        code: str = "",
+        profile: ProfileLike | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> code_pb2.ListRedemptionsResponse:
+        """One page of the redemptions of a promotion, a code or a profile (or all of them)."""
+        request = code_pb2.ListRedemptionsRequest(
+            promotion=promotion,
+            code=code,
+            profile=_as_profile_ref(profile),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return self._call(self.codes.ListRedemptions, request)
+
+    def iter_redemptions(
+        self,
+        *,
+        promotion: str = "",
+        code: str = "",
+        profile: ProfileLike | None = None,
+        page_size: int = 0,
+    ) -> Iterator[code_pb2.Redemption]:
+        """Every redemption list_redemptions finds, fetching the pages as the iteration
+        reaches them."""
+        page_token = ""
+        while True:
+            page = self.list_redemptions(
+                promotion=promotion,
+                code=code,
+                profile=profile,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            yield from page.redemptions
+            page_token = page.next_page_token
+            if not page_token:
+                return
+
     def _call(self, method: Callable[..., _R], request: Message) -> _R:
         return self._call_within(self.timeout, method, request)
 
@@ -383,6 +524,26 @@ def _as_promotion(promotion: PromotionLike) -> promotion_pb2.Promotion:
     if isinstance(promotion, promotion_pb2.Promotion):
         return promotion
     return json_format.ParseDict(promotion, promotion_pb2.Promotion())
+
+
+def _as_profile(profile: ProfileDataLike) -> profile_pb2.Profile:
+    if isinstance(profile, profile_pb2.Profile):
+        return profile
+    return json_format.ParseDict(profile, profile_pb2.Profile())
+
+
+def _as_profile_ref(profile: ProfileLike | None) -> profile_pb2.ProfileRef | None:
+    if profile is None or isinstance(profile, profile_pb2.ProfileRef):
+        return profile
+    if isinstance(profile, str):
+        return profile_pb2.ProfileRef(profile_id=profile)
+    return profile_pb2.ProfileRef(**profile)
+
+
+def _as_cart(cart: CartLike | None) -> code_pb2.Cart | None:
+    if cart is None or isinstance(cart, code_pb2.Cart):
+        return cart
+    return json_format.ParseDict(cart, code_pb2.Cart())
 
 
 _E = TypeVar("_E", bound=int)

@@ -70,15 +70,6 @@ def attachment_of(code_id: int, profile_id: int) -> Attachment | None:
     return Attachment.get_or_none((Attachment.code == code_id) & (Attachment.profile == profile_id))
 
 
-def latest_attachment_for(profile_id: int, promotion_id: int) -> Attachment | None:
-    return (
-        Attachment.select()
-        .where((Attachment.profile == profile_id) & (Attachment.promotion == promotion_id))
-        .order_by(Attachment.id.desc())
-        .first()
-    )
-
-
 def attach(
     code: Code, profile_id: int, promotion_id: int, *, single_use: bool, now: datetime
 ) -> Attachment:
@@ -298,7 +289,9 @@ def roll_back(found: Redemption, reason: str, now: datetime) -> None:
 def redemption_view(project_id: int) -> Any:
     """Redemptions with the names callers know them by: code, promotion and profile ids."""
     return (
-        Redemption.select(Redemption, Code.code, Promotion.external_id, Profile.profile_id)
+        Redemption.select(
+            Redemption, Code.code, Promotion.id, Promotion.external_id, Profile.profile_id
+        )
         .join_from(Redemption, Code)
         .join_from(Redemption, Promotion, JOIN.LEFT_OUTER)
         .join_from(Redemption, Profile)

@@ -74,8 +74,7 @@ def attach(
         rules_of = promotions.to_domain(promo_row)
         profile = profiles.find_or_create(project_id, ref)
         if code is None:
-            # A retried call must not hand out a second code.
-            attachment = store.latest_attachment_for(profile.id, promo_row.id) or store.hand_out(
+            attachment = store.hand_out(
                 project_id, promo_row, profile.id,
                 single_use=rules.is_single_use(rules_of, in_global_pool=False), now=now,
             )
@@ -179,6 +178,13 @@ def list_redemptions(
     project_id: int, *, promotion: str, code: str, profile: ProfileRef | None,
     page_size: int, page_token: str,
 ) -> tuple[list[RedemptionView], str]:
+    """One page of redemptions, newest first, of one promotion, code or profile (or all)."""
+    named = [name for name, given in
+             (("promotion", promotion), ("code", code), ("profile", profile)) if given]
+    if len(named) > 1:
+        raise InvalidArgument.field(
+            named[1], f"give at most one of promotion, code and profile, not {' and '.join(named)}"
+        )
     size = pagination.page_size(page_size)
     query_key = ("redemptions", project_id, promotion, code, profile)
     cursor = pagination.decode(page_token, query_key)
@@ -193,8 +199,8 @@ def list_redemptions(
             return [], ""
         query = query.where(Redemption.profile == found.id)
     if cursor is not None:
-        query = query.where(Redemption.id > cursor.after)
-    rows = list(query.order_by(Redemption.id).limit(size + 1))
+        query = query.where(Redemption.id < cursor.after)
+    rows = list(query.order_by(Redemption.id.desc()).limit(size + 1))
     more = len(rows) > size
     rows = rows[:size]
     views = [_view(row) for row in rows]
@@ -361,7 +367,7 @@ def _view(row: Any) -> RedemptionView:
     return RedemptionView(
         id=row.public_id,
         code=row.code.code,
-        promotion=row.promotion.external_id if row.promotion_id is not None else "",
+        promotion=row.promotion.external_id if row.promotion is not None else "",
         profile_id=row.profile.profile_id,
         reward=json.loads(row.reward),
         state=row.state,
