@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from bench import pools, report, runner
+from bench import pools, profiler, report, runner
 from bench.databases import BACKENDS
 from bench.report import PoolRow, Row
 from bench.scenarios import ECHO, SCENARIOS, Scenario
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--big", action=argparse.BooleanOptionalAction, default=True,
                         help=f"also import {pools.BIG_FACTOR} x --codes, to see whether the "
                         "server's memory grows with the file (default: on)")
+    parser.add_argument("--profile", choices=sorted(profiler.PROFILED), metavar="CALL",
+                        help="instead of the tables: profile one call on the server side "
+                        f"({', '.join(sorted(profiler.PROFILED))}), in this process, on each "
+                        "backend, and print the functions it spends its time in")
+    parser.add_argument("--calls", type=_count, default=profiler.DEFAULT_CALLS, metavar="N",
+                        help="calls profiled by --profile (default %(default)s)")
     return parser
 
 
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if args.profile:
+        return _profile(args.profile, args.backends, args.calls)
     scenarios = _selected(args.only)
     with_pools = args.only.lower() in pools.NAME
     rows: list[Row] = []
@@ -89,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         status = 130
     _print(rows, pool_rows, notes)
     return status
+
+
+def _profile(name: str, backends: tuple[str, ...], calls: int) -> int:
+    notes: list[str] = []
+    try:
+        reports = profiler.run(name, backends, calls, notes)
+    except KeyboardInterrupt:
+        return 130
+    print("\n\n".join([*reports, *notes]))
+    return 0
 
 
 def _print(rows: list[Row], pool_rows: list[PoolRow], notes: list[str]) -> None:

@@ -7,8 +7,20 @@ from dataclasses import dataclass
 from bench.load import Result
 from bench.memory import Memory
 
-HEADER = ("scenario", "backend", "calls/s", "ratio to echo", "p50 ms", "p99 ms", "errors")
+HEADER = (
+    "scenario", "backend", "servers", "calls/s", "ratio to echo", "p50 ms", "p99 ms", "errors",
+    "target",
+)
+_NUMBERS = frozenset({3, 4, 5, 6, 7})  # right-aligned columns
 NO_BACKEND = "-"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The speed target of a call row: its rate over the echo rate, its 99th percentile."""
+
+    min_ratio: float | None = None
+    max_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -16,13 +28,13 @@ class Row:
     scenario: str
     backend: str
     result: Result
+    processes: int = 1  # server processes the calls were spread over
+    goal: Goal | None = None
 
 
 def table(rows: list[Row], echo_rate: float | None) -> str:
     """The rows, with each rate divided by the echo rate of the same run."""
-    cells = [HEADER, *(_cells(row, echo_rate) for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
-    return "\n".join(_line(line, widths) for line in cells)
+    return _aligned([HEADER, *(_cells(row, echo_rate) for row in rows)], _NUMBERS)
 
 
 def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
@@ -32,23 +44,46 @@ def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
     return (
         row.scenario,
         row.backend,
+        f"{row.processes} process" + ("" if row.processes == 1 else "es"),
         f"{rate:.0f}",
         ratio,
         _ms(result.percentile_ms(50)),
         _ms(result.percentile_ms(99)),
         str(result.errors),
+        _goal(row, echo_rate),
     )
+
+
+def _goal(row: Row, echo_rate: float | None) -> str:
+    """Each target of the row with its verdict (">= 0.60x echo ok; p99 < 30 ms MISSED")."""
+    goal = row.goal
+    if goal is None:
+        return "-"
+    checks = []
+    if goal.min_ratio is not None and echo_rate:
+        ratio = row.result.calls_per_second / echo_rate
+        checks.append(Check(f">= {goal.min_ratio:.2f}x echo", ratio >= goal.min_ratio))
+    if goal.max_p99_ms is not None:
+        p99 = row.result.percentile_ms(99)
+        checks.append(Check(f"p99 < {goal.max_p99_ms:.0f} ms",
+                            p99 is not None and p99 < goal.max_p99_ms))
+    return "; ".join(_check(check) for check in checks) or "-"
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _line(cells: tuple[str, ...], widths: list[int]) -> str:
-    # Names left-aligned, numbers right-aligned.
-    names = [cell.ljust(width) for cell, width in zip(cells[:2], widths[:2], strict=True)]
-    numbers = [cell.rjust(width) for cell, width in zip(cells[2:], widths[2:], strict=True)]
-    return "  ".join(names + numbers)
+def _aligned(lines: list[tuple[str, ...]], numbers: frozenset[int]) -> str:
+    """Numbers right-aligned, the other columns left-aligned, no trailing blanks."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if i in numbers else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
 
 
 # The code-pool figures: one row per measurement, each target marked ok or MISSED.
@@ -83,15 +118,7 @@ class PoolRow:
 
 
 def pools_table(rows: list[PoolRow]) -> str:
-    cells = [POOL_HEADER, *(_pool_cells(row) for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(POOL_HEADER))]
-    return "\n".join(
-        "  ".join(
-            cell.rjust(width) if i in _POOL_NUMBERS else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in cells
-    )
+    return _aligned([POOL_HEADER, *(_pool_cells(row) for row in rows)], _POOL_NUMBERS)
 
 
 def _pool_cells(row: PoolRow) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -31,7 +32,7 @@ def run(
 ) -> None:
     """Appends each row as it is measured, so an interrupted run keeps what it has."""
     with servers.echo_server() as running:
-        rows.append(measure(ECHO, NO_BACKEND, running, seconds))
+        rows.append(measure(ECHO, NO_BACKEND, [running], seconds))
     for backend in backends:
         try:
             _run_backend(backend, scenarios, seconds, rows)
@@ -43,28 +44,37 @@ def run(
 def _run_backend(
     backend: str, scenarios: Sequence[Scenario], seconds: float, rows: list[Row]
 ) -> None:
-    """Each scenario gets a fresh database and server, so no row inherits another's data."""
+    """Each scenario gets a fresh database and servers, so no row inherits another's data."""
     with OPENERS[backend]() as new_database:
         for scenario in scenarios:
-            with servers.promo_server(new_database()) as running:
+            with servers.promo_servers(new_database(), scenario.processes) as running:
                 rows.append(measure(scenario, backend, running, seconds))
 
 
-def measure(scenario: Scenario, backend: str, running: servers.Running, seconds: float) -> Row:
-    """Warms up untimed, then keeps IN_FLIGHT calls going for ``seconds``."""
-    _LOGGER.info("measuring scenario=%s backend=%s seconds=%s in_flight=%d",
-                 scenario.name, backend, seconds, IN_FLIGHT)
-    with grpc.insecure_channel(running.address) as channel:
-        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
-        start_call = scenario.prepare(Target(channel, metadata(running), CALL_TIMEOUT_SECONDS))
-        _drive(start_call, min(MAX_WARMUP_SECONDS, seconds / 5))
+def measure(
+    scenario: Scenario, backend: str, running: Sequence[servers.Running], seconds: float
+) -> Row:
+    """Warms up untimed, then keeps IN_FLIGHT calls going for ``seconds``, over every server."""
+    _LOGGER.info("measuring scenario=%s backend=%s processes=%d seconds=%s in_flight=%d",
+                 scenario.name, backend, len(running), seconds, IN_FLIGHT)
+    warmup = min(MAX_WARMUP_SECONDS, seconds / 5)
+    with contextlib.ExitStack() as stack:
+        channels = tuple(
+            stack.enter_context(grpc.insecure_channel(server.address)) for server in running
+        )
+        for channel in channels:
+            grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_SECONDS)
+        start_call = scenario.prepare(
+            Target(channels, metadata(running[0]), CALL_TIMEOUT_SECONDS, warmup + seconds)
+        )
+        _drive(start_call, warmup)
         result = _drive(start_call, seconds)
     if result.errors:
         _LOGGER.warning(
-            "calls failed scenario=%s backend=%s errors=%d first=%s",
-            scenario.name, backend, result.errors, result.first_error,
+            "calls failed scenario=%s backend=%s processes=%d errors=%d first=%s",
+            scenario.name, backend, len(running), result.errors, result.first_error,
         )
-    return Row(scenario.name, backend, result)
+    return Row(scenario.name, backend, result, len(running), scenario.goal)
 
 
 def _drive(start_call: load.StartCall, seconds: float) -> Result:

@@ -3,6 +3,8 @@
 A child binds port 0 on 127.0.0.1 and sends ``(port, api_key)`` back through a
 pipe. It serves until SIGTERM, or until the pipe closes because the parent
 died; it ignores SIGINT so that Ctrl-C reaches the parent, which stops it.
+Several promo servers can share one database: the first migrates it and
+creates the project, the others start after it and serve the same project.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -56,8 +58,26 @@ def echo_server() -> Iterator[Running]:
 
 @contextlib.contextmanager
 def promo_server(db_url: str) -> Iterator[Running]:
-    with _child(_serve_promo, "promo-server", db_url) as running:
+    with _child(_serve_promo, "promo-server", db_url, True) as running:
         yield running
+
+
+@contextlib.contextmanager
+def promo_servers(db_url: str, count: int) -> Iterator[list[Running]]:
+    """``count`` servers on one database, each in its own process on its own port.
+
+    They start one after the other, so that only the first migrates; each
+    ``Running`` carries the first one's key, which every server accepts.
+    """
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(promo_server(db_url))
+        others = [
+            replace(stack.enter_context(
+                _child(_serve_promo, f"promo-server-{number}", db_url, False)
+            ), api_key=first.api_key)
+            for number in range(2, count + 1)
+        ]
+        yield [first, *others]
 
 
 @contextlib.contextmanager
@@ -116,18 +136,19 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
-def _serve_promo(conn: Connection, db_url: str) -> None:
+def _serve_promo(conn: Connection, db_url: str, with_project: bool) -> None:
     stopping = _stop_on_sigterm()
     configure_logs("WARNING", "text")
     server, port = create_server(f"{HOST}:0", db_url)
-    api_key = _create_project()
+    api_key = create_project() if with_project else ""
     server.start()
     conn.send((port, api_key))
     _wait(conn, stopping)
     server.stop(GRACE_SECONDS).wait()
 
 
-def _create_project() -> str:
+def create_project() -> str:
+    """A new project on the opened database; returns its admin key."""
     database.connect(reuse_if_open=True)
     try:
         _, admin_key = projects.create_project(f"bench-{uuid.uuid4().hex[:8]}")
