@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,6 +15,8 @@ from playhouse.db_url import connect
 _LOGGER = logging.getLogger(__name__)
 
 database = DatabaseProxy()
+# One SQLite writer at a time per process (re-entrant: transactions nest).
+_SQLITE_WRITERS = threading.RLock()
 M = TypeVar("M", bound=Model)
 
 # How long a writer waits for SQLite's write lock before giving up.
@@ -75,7 +78,10 @@ def write_transaction() -> Iterator[None]:
     (up to the busy timeout) before reading anything.
     """
     if is_sqlite():
-        with database.atomic("IMMEDIATE"):
+        # The threads of one process queue here, in turn, rather than in
+        # SQLite's busy handler, whose growing sleeps (up to 100 ms each)
+        # made a busy writer wait far longer than the lock was held.
+        with _SQLITE_WRITERS, database.atomic("IMMEDIATE"):
             yield
     else:
         with database.atomic():
