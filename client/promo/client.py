@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from _typeshed import SupportsRead, SupportsWrite
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# How long a failed upload waits for its cancelled call to end.
+CANCEL_WAIT_SECONDS = 30.0
 
 # Safe to repeat after UNAVAILABLE: reads, and writes whose repeat changes nothing more
 # (ActivateCode through its request_id). Creates, imports and hand-outs are not.
@@ -632,7 +634,12 @@ class _Upload:
         self._started.wait()
         if self._call is not None:
             # Cancelled before the stream ends, the import changes nothing on the server.
+            # Ending the stream now would race the cancel: the server could see a
+            # complete file first and publish it. So wait until the call is over.
+            over = threading.Event()
+            self._call.add_done_callback(lambda _: over.set())
             self._call.cancel()
+            over.wait(CANCEL_WAIT_SECONDS)
 
 
 class _LineCounter:

@@ -99,12 +99,42 @@ class Compiled:
     def __init__(self, build: Callable[..., Any]) -> None:
         self._build = build
         self._sql: dict[str, str] = {}
+        # Per backend: each result column's field name and converter, read once.
+        self._readers: dict[str, list[tuple[str, Callable[[Any], Any] | None]]] = {}
 
     def first(self, model: type[M], *params: Any) -> M | None:
-        """The first row as a model instance (fields converted as Peewee does), or None."""
-        for row in model.raw(self._sql_for(params), *params):
-            return row  # type: ignore[no-any-return]
-        return None
+        """The first row as a model instance (fields converted as Peewee does), or None.
+
+        The instance is built from the row directly: Peewee's own row reader
+        resolves the columns again for every query, which cost more than the
+        query itself.
+        """
+        cursor = database.execute_sql(self._sql_for(params), params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        reader = self._reader(model, cursor.description)
+        return model(
+            __no_default__=1,
+            **{
+                name: value if convert is None or value is None else convert(value)
+                for (name, convert), value in zip(reader, row, strict=True)
+            },
+        )
+
+    def _reader(
+        self, model: type[Model], description: Sequence[Sequence[Any]]
+    ) -> list[tuple[str, Callable[[Any], Any] | None]]:
+        backend = backend_name()
+        reader = self._readers.get(backend)
+        if reader is None:
+            columns = model._meta.columns  # type: ignore[attr-defined]
+            reader = []
+            for column in description:
+                field = columns.get(column[0])
+                reader.append((field.name, field.python_value) if field else (column[0], None))
+            self._readers[backend] = reader
+        return reader
 
     def _sql_for(self, params: tuple[Any, ...]) -> str:
         backend = backend_name()
