@@ -71,6 +71,25 @@ class App:
         else:
             self.console.print(render(message))
 
+    def show_page(
+        self,
+        name: str,
+        found: Sequence[Message],
+        next_page_token: str,
+        table: RenderableType,
+        every_page: bool,
+    ) -> None:
+        """Prints one page of a list (or every page, as one JSON array with --all)."""
+        if self.as_json:
+            documents = [json_format.MessageToDict(item) for item in found]
+            self.show_json(
+                documents if every_page else {name: documents, "nextPageToken": next_page_token}
+            )
+            return
+        self.console.print(table)
+        if next_page_token:
+            click.echo(f"more: --page-token {next_page_token}", err=True)
+
     def show_json(self, value: Any) -> None:
         """Prints plain JSON data, for output that is not a single message."""
         click.echo(json.dumps(value, indent=2, ensure_ascii=False))
@@ -263,15 +282,7 @@ def _show_promotions(
     *,
     every_page: bool,
 ) -> None:
-    if app.as_json:
-        documents = [json_format.MessageToDict(promotion) for promotion in found]
-        app.show_json(
-            documents if every_page else {"promotions": documents, "nextPageToken": next_page_token}
-        )
-        return
-    app.console.print(promotions_table(found))
-    if next_page_token:
-        click.echo(f"more: --page-token {next_page_token}", err=True)
+    app.show_page("promotions", found, next_page_token, promotions_table(found), every_page)
 
 
 @promotions.command("update")
@@ -901,15 +912,7 @@ def _show_codes(
     pool: str | None,
     every_page: bool,
 ) -> None:
-    if app.as_json:
-        documents = [json_format.MessageToDict(code) for code in found]
-        app.show_json(
-            documents if every_page else {"codes": documents, "nextPageToken": next_page_token}
-        )
-        return
-    app.console.print(codes_table(found, pool))
-    if next_page_token:
-        click.echo(f"more: --page-token {next_page_token}", err=True)
+    app.show_page("codes", found, next_page_token, codes_table(found, pool), every_page)
 
 
 def _codes(count: int) -> str:
@@ -1106,17 +1109,7 @@ def _show_redemptions(
     *,
     every_page: bool,
 ) -> None:
-    if app.as_json:
-        documents = [json_format.MessageToDict(redemption) for redemption in found]
-        app.show_json(
-            documents
-            if every_page
-            else {"redemptions": documents, "nextPageToken": next_page_token}
-        )
-        return
-    app.console.print(redemptions_table(found))
-    if next_page_token:
-        click.echo(f"more: --page-token {next_page_token}", err=True)
+    app.show_page("redemptions", found, next_page_token, redemptions_table(found), every_page)
 
 
 def redemptions_table(found: Sequence[code_pb2.Redemption]) -> Table:

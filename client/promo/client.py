@@ -170,13 +170,10 @@ class PromoClient:
         self, *, state: StateLike | None = None, page_size: int = 0
     ) -> Iterator[promotion_pb2.Promotion]:
         """Every promotion, fetching the pages as the iteration reaches them."""
-        page_token = ""
-        while True:
-            page = self.list_promotions(state=state, page_size=page_size, page_token=page_token)
-            yield from page.promotions
-            page_token = page.next_page_token
-            if not page_token:
-                return
+        return _every_page(
+            lambda token: self.list_promotions(state=state, page_size=page_size, page_token=token),
+            "promotions",
+        )
 
     def update_promotion(
         self, promotion: PromotionLike, update_mask: Sequence[str] = ()
@@ -337,19 +334,16 @@ class PromoClient:
         page_size: int = 0,
     ) -> Iterator[code_pb2.Code]:
         """Every code list_codes finds, fetching the pages as the iteration reaches them."""
-        page_token = ""
-        while True:
-            page = self.list_codes(
+        return _every_page(
+            lambda token: self.list_codes(
                 promotion=promotion,
                 profile=profile,
                 filter=filter,
                 page_size=page_size,
-                page_token=page_token,
-            )
-            yield from page.codes
-            page_token = page.next_page_token
-            if not page_token:
-                return
+                page_token=token,
+            ),
+            "codes",
+        )
 
     def update_code(
         self,
@@ -495,19 +489,16 @@ class PromoClient:
     ) -> Iterator[code_pb2.Redemption]:
         """Every redemption list_redemptions finds, fetching the pages as the iteration
         reaches them."""
-        page_token = ""
-        while True:
-            page = self.list_redemptions(
+        return _every_page(
+            lambda token: self.list_redemptions(
                 promotion=promotion,
                 code=code,
                 profile=profile,
                 page_size=page_size,
-                page_token=page_token,
-            )
-            yield from page.redemptions
-            page_token = page.next_page_token
-            if not page_token:
-                return
+                page_token=token,
+            ),
+            "redemptions",
+        )
 
     def _call(self, method: Callable[..., _R], request: Message) -> _R:
         return self._call_within(self.timeout, method, request)
@@ -668,3 +659,14 @@ class _LineCounter:
     def data_lines(self) -> int:
         """Records so far, the header excluded; a last line may lack its line break."""
         return max(self._records + self._open_record - 1, 0)
+
+
+def _every_page(fetch: Callable[[str], Any], field: str) -> Iterator[Any]:
+    """The items of every page of a list call, fetching each page as the iteration reaches it."""
+    page_token = ""
+    while True:
+        page = fetch(page_token)
+        yield from getattr(page, field)
+        page_token = page.next_page_token
+        if not page_token:
+            return
