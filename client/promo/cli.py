@@ -269,20 +269,16 @@ def list_promotions(
         raise click.UsageError("--all starts from the first page; drop --page-token")
     if every_page:
         found = list(app.client.iter_promotions(state=state, page_size=page_size))
-        _show_promotions(app, found, next_page_token="", every_page=True)
+        app.show_page("promotions", found, "", promotions_table(found), every_page=True)
         return
     page = app.client.list_promotions(state=state, page_size=page_size, page_token=page_token)
-    _show_promotions(app, page.promotions, page.next_page_token, every_page=False)
-
-
-def _show_promotions(
-    app: App,
-    found: Sequence[promotion_pb2.Promotion],
-    next_page_token: str,
-    *,
-    every_page: bool,
-) -> None:
-    app.show_page("promotions", found, next_page_token, promotions_table(found), every_page)
+    app.show_page(
+        "promotions",
+        page.promotions,
+        page.next_page_token,
+        promotions_table(page.promotions),
+        every_page=False,
+    )
 
 
 @promotions.command("update")
@@ -604,7 +600,7 @@ def list_codes(
                 promotion=promotion, profile=profile, filter=code_filter, page_size=page_size
             )
         )
-        _show_codes(app, found, next_page_token="", pool=pool, every_page=True)
+        app.show_page("codes", found, "", codes_table(found, pool), every_page=True)
         return
     page = app.client.list_codes(
         promotion=promotion,
@@ -613,7 +609,13 @@ def list_codes(
         page_size=page_size,
         page_token=page_token,
     )
-    _show_codes(app, page.codes, page.next_page_token, pool=pool, every_page=False)
+    app.show_page(
+        "codes",
+        page.codes,
+        page.next_page_token,
+        codes_table(page.codes, pool),
+        every_page=False,
+    )
 
 
 @codes.command("update")
@@ -904,17 +906,6 @@ def _profile_ref(
     return given or None
 
 
-def _show_codes(
-    app: App,
-    found: Sequence[code_pb2.Code],
-    next_page_token: str,
-    *,
-    pool: str | None,
-    every_page: bool,
-) -> None:
-    app.show_page("codes", found, next_page_token, codes_table(found, pool), every_page)
-
-
 def _codes(count: int) -> str:
     return f"{count:,} code" if count == 1 else f"{count:,} codes"
 
@@ -1090,7 +1081,7 @@ def list_redemptions(
                 promotion=promotion, code=code, profile=profile, page_size=page_size
             )
         )
-        _show_redemptions(app, found, next_page_token="", every_page=True)
+        app.show_page("redemptions", found, "", redemptions_table(found), every_page=True)
         return
     page = app.client.list_redemptions(
         promotion=promotion,
@@ -1099,17 +1090,13 @@ def list_redemptions(
         page_size=page_size,
         page_token=page_token,
     )
-    _show_redemptions(app, page.redemptions, page.next_page_token, every_page=False)
-
-
-def _show_redemptions(
-    app: App,
-    found: Sequence[code_pb2.Redemption],
-    next_page_token: str,
-    *,
-    every_page: bool,
-) -> None:
-    app.show_page("redemptions", found, next_page_token, redemptions_table(found), every_page)
+    app.show_page(
+        "redemptions",
+        page.redemptions,
+        page.next_page_token,
+        redemptions_table(page.redemptions),
+        every_page=False,
+    )
 
 
 def redemptions_table(found: Sequence[code_pb2.Redemption]) -> Table:
