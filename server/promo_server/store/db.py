@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,15 @@ SQLITE_PRAGMAS = (
     ("foreign_keys", 1),
     ("synchronous", "normal"),
     ("busy_timeout", int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)),
+    ("cache_size", -64 * 1024),  # KiB
+    # Writers never checkpoint: SQLite's automatic checkpoint made every
+    # thousandth commit copy the log into the database while its writer still
+    # held the write lock. A thread of its own does it (Checkpointer).
+    ("wal_autocheckpoint", 0),
+    ("journal_size_limit", 64 * 1024 * 1024),
 )
+# How often the checkpointer copies the write-ahead log into the database.
+CHECKPOINT_SECONDS = 0.2
 
 
 def open_database(url: str, pool_size: int = 8) -> Database:
@@ -52,8 +61,48 @@ def open_database(url: str, pool_size: int = 8) -> Database:
         options |= {"pragmas": SQLITE_PRAGMAS, "check_same_thread": False}
     db = connect(f"{base}+pool://{rest}", **options)
     database.initialize(db)
+    if isinstance(db, SqliteDatabase):
+        Checkpointer.start_for(db.database)
     _LOGGER.info("database opened backend=%s", backend_name(db))
     return db
+
+
+class Checkpointer(threading.Thread):
+    """Copies SQLite's write-ahead log into the database every CHECKPOINT_SECONDS.
+
+    PASSIVE checkpoints run beside readers and writers, taking no write lock;
+    once the log is all copied, the next writer starts it over. One per process.
+    """
+
+    _running: Checkpointer | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="sqlite-checkpoint", daemon=True)
+        self.path = path
+        self.stopping = threading.Event()
+
+    @classmethod
+    def start_for(cls, path: str) -> None:
+        """Checkpoints ``path`` from now on, instead of the database opened before."""
+        with cls._lock:
+            if cls._running is not None:
+                cls._running.stopping.set()
+                cls._running = None
+            if path and path != ":memory:" and not path.startswith("file::memory:"):
+                cls._running = cls(path)
+                cls._running.start()
+
+    def run(self) -> None:
+        connection = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            while not self.stopping.wait(CHECKPOINT_SECONDS):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:  # say, the file is gone: try again later
+                    _LOGGER.warning("sqlite checkpoint failed path=%s error=%s", self.path, error)
+        finally:
+            connection.close()
 
 
 def backend_name(db: Database | None = None) -> str:

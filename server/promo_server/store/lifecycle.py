@@ -1,7 +1,11 @@
 """Attachments, pool hand-out, limit counters and redemptions in the database.
 
 Every counter moves by one conditional UPDATE whose affected-row count says
-whether the limit allowed it; nothing reads a count and then writes it. Pool
+whether the limit allowed it; nothing reads a count and then writes it. A
+redemption is checked against rows read before its transaction, and each of
+its UPDATEs also checks that what was read still holds (the code's state and
+pool, the promotion's version): when one does not, the caller reads again
+inside the transaction. Pool
 hand-out takes the oldest available code with ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL (SQLite's writers are serialised by BEGIN IMMEDIATE). Call every
 writer here inside a write transaction.
@@ -11,13 +15,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import JOIN, IntegrityError, fn
 
 from promo_server.domain import lifecycle as rules
 from promo_server.domain.codes import key_of
 from promo_server.domain.errors import FailedPrecondition, NotFound
+from promo_server.domain.promotions import Promotion as PromotionRules
 from promo_server.store.db import Compiled, database, execute, is_sqlite
 from promo_server.store.models import (
     Attachment,
@@ -31,7 +36,6 @@ from promo_server.store.models import (
 # The SQL of every call of ActivateCode is built once: building it per call with
 # the query builder cost more than running it.
 _CODE = Compiled(lambda p, k: Code.select().where((Code.project == p) & (Code.code_key == k)))
-_PROMOTION = Compiled(lambda i: Promotion.select().where(Promotion.id == i))
 _REDEMPTION_BY_REQUEST = Compiled(
     lambda p, r: Redemption.select().where((Redemption.project == p) & (Redemption.request_id == r))
 )
@@ -42,14 +46,55 @@ _USAGE = Compiled(
 )
 
 
+class Redeemable(NamedTuple):
+    """A code as ValidateCode and ActivateCode check it, with the promotion it redeems for."""
+
+    id: int
+    code: str
+    promotion_id: int | None
+    issued_for_id: int | None
+    active: bool
+    retired: bool
+    expire_time: datetime | None
+    holder_id: int | None
+    redemption_count: int
+    # The promotion of the code's pool, else the one a global-pool code was issued
+    # for; None for a global-pool code issued for none.
+    promo_id: int | None
+    promo_external_id: str
+    promo_version: Any  # update_time as stored: what a redemption checks is unchanged
+    promo_redemption_count: int
+
+
+class Stale(Exception):
+    """Something a redemption was checked against changed before it was counted."""
+
+
+_REDEEMABLE = (
+    "SELECT c.id, c.code, c.promotion_id, c.issued_for_id, c.active, "
+    "c.retire_time IS NOT NULL, c.expire_time, c.holder_id, c.redemption_count, "
+    "p.id, p.external_id, p.update_time, p.redemption_count "
+    "FROM code c LEFT JOIN promotion p ON p.id = coalesce(c.promotion_id, c.issued_for_id) "
+    "WHERE c.project_id = ? AND c.code_key = ?"
+)
+_EXPIRE_TIME = Code.expire_time.python_value
+
+
+def redeemable(project_id: int, code: str) -> Redeemable | None:
+    row = execute(_REDEEMABLE, (project_id, key_of(code))).fetchone()
+    if row is None:
+        return None
+    (id_, text, promotion_id, issued_for_id, active, retired, expire_time, holder_id,
+     redemption_count, promo_id, promo_external_id, promo_version, promo_count) = row
+    return Redeemable(
+        id_, text, promotion_id, issued_for_id, bool(active), bool(retired),
+        _EXPIRE_TIME(expire_time), holder_id, redemption_count,
+        promo_id, promo_external_id or "", promo_version, promo_count or 0,
+    )
+
+
 def code_row(project_id: int, code: str) -> Code | None:
     return _CODE.first(Code, project_id, key_of(code))
-
-
-def promotion_row(promotion_id: int) -> Promotion:
-    found = _PROMOTION.first(Promotion, promotion_id)
-    assert found is not None, "a code's promotion row is never deleted"
-    return found
 
 
 def add_code(project_id: int, promotion_id: int, code: str, now: datetime) -> Code:
@@ -187,39 +232,52 @@ def usage_count(promotion_id: int, profile_id: int) -> int:
     return 0 if row is None else int(row.redemption_count)
 
 
-def count_code(code_id: int, limit: int | None, now: datetime) -> bool:
-    """One more redemption of the code, if its limit allows; False if not."""
-    return _counted(
+def redeem(
+    project_id: int, code: Redeemable, promotion: PromotionRules | None, profile_id: int,
+    request_id: str, reward: str, now: datetime,
+) -> str:
+    """Counts one redemption against every limit and records it; returns its public id.
+
+    Raises Stale, having changed nothing the caller's transaction keeps, when a
+    limit is reached or the code or promotion is no longer as read: the caller
+    rolls back, reads again inside the transaction, and names the refusal. The
+    promotion's row, which every redemption of it updates, comes last, so that
+    PostgreSQL holds its lock for as short a time as possible.
+    """
+    if not _counted(
         "UPDATE code SET redemption_count = redemption_count + 1, "
-        "hand_out_time = coalesce(hand_out_time, ?) WHERE id = ?",
-        (now, code_id), limit,
+        "hand_out_time = coalesce(hand_out_time, ?) "
+        "WHERE id = ? AND active AND retire_time IS NULL "
+        "AND (expire_time IS NULL OR expire_time > ?) AND (holder_id IS NULL OR holder_id = ?) "
+        "AND coalesce(promotion_id, 0) = ? AND coalesce(issued_for_id, 0) = ?",
+        (now, code.id, now, profile_id, code.promotion_id or 0, code.issued_for_id or 0),
+        rules.code_limit(promotion),
+    ):
+        raise Stale
+    if promotion is not None and code.promo_id is not None:
+        user = promotion.redeem_user_limit
+        if user is not None and user < 1:
+            raise Stale
+        usage = (
+            "INSERT INTO promotion_usage (promotion_id, profile_id, redemption_count) "
+            "VALUES (?, ?, 1) ON CONFLICT (promotion_id, profile_id) DO UPDATE "
+            "SET redemption_count = promotion_usage.redemption_count + 1"
+        )
+        if user is not None:
+            usage += " WHERE promotion_usage.redemption_count < ?"
+        if not execute(usage, (code.promo_id, profile_id, *(() if user is None else (user,)))
+                       ).rowcount:
+            raise Stale
+    public_id = add_redemption(
+        project_id, code.id, code.promo_id, profile_id, request_id, reward, now
     )
-
-
-def count_user(promotion_id: int, profile_id: int, limit: int | None) -> bool:
-    """One more redemption of the promotion by the profile, if its limit allows."""
-    insert = (
-        "INSERT {} INTO promotion_usage (promotion_id, profile_id, redemption_count) "
-        "VALUES (?, ?, 0){}"
-    )
-    execute(
-        insert.format("OR IGNORE", "") if is_sqlite()
-        else insert.format("", " ON CONFLICT DO NOTHING"),
-        (promotion_id, profile_id),
-    )
-    return _counted(
-        "UPDATE promotion_usage SET redemption_count = redemption_count + 1 "
-        "WHERE promotion_id = ? AND profile_id = ?",
-        (promotion_id, profile_id), limit,
-    )
-
-
-def count_total(promotion_id: int, limit: int | None) -> bool:
-    """One more redemption of the promotion, if its total limit allows."""
-    return _counted(
-        "UPDATE promotion SET redemption_count = redemption_count + 1 WHERE id = ?",
-        (promotion_id,), limit,
-    )
+    if promotion is not None and code.promo_id is not None and not _counted(
+        "UPDATE promotion SET redemption_count = redemption_count + 1 "
+        "WHERE id = ? AND update_time = ?",
+        (code.promo_id, code.promo_version), promotion.redeem_total_limit,
+    ):
+        raise Stale
+    return public_id
 
 
 def _counted(update: str, params: tuple[Any, ...], limit: int | None) -> bool:

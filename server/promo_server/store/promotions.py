@@ -69,6 +69,30 @@ def get(project_id: int, external_id: str) -> domain.Promotion:
     return to_domain(get_row(project_id, external_id))
 
 
+_BY_ID = Compiled(lambda i: Row.select().where(Row.id == i))
+# Parsed promotions by (id, update_time as stored): a version is parsed once,
+# not on every redemption. Bounded; emptied when full.
+_BY_VERSION: dict[tuple[int, Any], domain.Promotion] = {}
+VERSIONS_KEPT = 1024
+
+
+def by_version(promotion_id: int, version: Any) -> domain.Promotion:
+    """The promotion as of ``version``, its stored update_time (redemptions read it first).
+
+    A concurrent update may make this the newer version: a redemption's
+    version check then fails, and it reads again.
+    """
+    found = _BY_VERSION.get((promotion_id, version))
+    if found is None:
+        row = _BY_ID.first(Row, promotion_id)
+        assert row is not None, "a promotion row is never deleted"
+        found = to_domain(row)
+        if len(_BY_VERSION) >= VERSIONS_KEPT:
+            _BY_VERSION.clear()
+        _BY_VERSION[(promotion_id, version)] = found
+    return found
+
+
 def page(
     project_id: int, *, after: int | None, size: int, state: str | None
 ) -> tuple[list[domain.Promotion], int | None]:

@@ -16,10 +16,16 @@ from promo_server.domain import lifecycle as rules
 from promo_server.domain import pagination, rewards
 from promo_server.domain import promotions as promotion_rules
 from promo_server.domain.codes import ProfileRef, require_code
-from promo_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from promo_server.domain.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from promo_server.store import lifecycle as store
 from promo_server.store import profiles, promotions
-from promo_server.store.db import database, utcnow, write_transaction
+from promo_server.store.db import utcnow, write_transaction
 from promo_server.store.models import Code, Profile, Promotion, Redemption
 
 _LOGGER = logging.getLogger(__name__)
@@ -111,9 +117,8 @@ def detach(project_id: int, code: str, ref: ProfileRef | None) -> None:
 def validate(project_id: int, attempt: Attempt) -> tuple[bool, str, rewards.Reward | None]:
     """The checks and reward of an activation, consuming nothing: (valid, reason, reward)."""
     try:
-        with database.atomic():
-            checked = _check(project_id, attempt, create_profile=False)
-            _check_limits(checked)
+        checked = _check(project_id, attempt, create_profile=False)
+        _check_limits(checked)
     except DomainError as refusal:
         if not refusal.reason:
             raise
@@ -121,8 +126,17 @@ def validate(project_id: int, attempt: Attempt) -> tuple[bool, str, rewards.Rewa
     return True, "", checked.reward
 
 
+# How often an activation reads again after what it read changed under it.
+ACTIVATE_TRIES = 5
+
+
 def activate(project_id: int, attempt: Attempt) -> RedemptionView:
-    """Redeems the code once: every check and limit in one transaction.
+    """Redeems the code once, counting it against every limit in one transaction.
+
+    The checks and the reward use rows read before the transaction, which on
+    SQLite holds the database's write lock only for the counting UPDATEs and
+    the INSERT; when any of those finds its row changed (or a limit reached),
+    the activation rolls back and checks again inside the transaction.
 
     The same ``request_id`` again returns the first redemption and counts
     nothing more, even when the repeats race each other.
@@ -133,16 +147,24 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
     done = _by_request(project_id, attempt.request_id)
     if done is not None:
         return done
+    checked = _check(project_id, attempt, create_profile=True)
     try:
-        with write_transaction():
-            checked = _check(project_id, attempt, create_profile=True)
-            _count(checked)
-            reward = reward_dict(checked.reward)
-            public_id = store.add_redemption(
-                project_id, checked.code.id,
-                checked.promotion.id if checked.promotion is not None else None,
-                checked.profile.id, attempt.request_id, json.dumps(reward), checked.now,
-            )
+        for tries in range(1, ACTIVATE_TRIES + 1):
+            try:
+                with write_transaction():
+                    if tries > 1:  # what was read has changed: read it again, locked
+                        checked = _check(project_id, attempt, create_profile=True)
+                        _check_limits(checked)
+                    reward = reward_dict(checked.reward)
+                    public_id = store.redeem(
+                        project_id, checked.code, checked.rules, checked.profile.id,
+                        attempt.request_id, json.dumps(reward), checked.now,
+                    )
+                break
+            except store.Stale:
+                continue
+        else:
+            raise Aborted(f"code {attempt.code!r} kept changing during the activation; retry")
     except IntegrityError:
         # The same request_id, committed by a racing call: answer with its redemption.
         done = _by_request(project_id, attempt.request_id)
@@ -153,7 +175,7 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
     return RedemptionView(
         id=public_id,
         code=checked.code.code,
-        promotion=checked.promotion.external_id if checked.promotion is not None else "",
+        promotion=checked.code.promo_external_id,
         profile_id=checked.profile.profile_id,
         reward=reward,
         state=rules.REDEEMED,
@@ -209,9 +231,8 @@ def list_redemptions(
 
 @dataclass(frozen=True)
 class _Checked:
-    code: Code
-    promotion: Promotion | None
-    rules: promotion_rules.Promotion | None
+    code: store.Redeemable
+    rules: promotion_rules.Promotion | None  # None for a global-pool code issued for none
     profile: Profile
     reward: rewards.Reward
     now: datetime
@@ -221,11 +242,14 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
     """Every check before the limits, in the contract's order; the reward if all pass."""
     now = utcnow()
     require_code(attempt.code, "code")
-    row = _code(project_id, attempt.code)
-    rules.check_code(_state(row), now)
-    promo_id = row.promotion_id if row.promotion_id is not None else row.issued_for_id
-    promo_row = store.promotion_row(promo_id) if promo_id is not None else None
-    promo_rules = promotions.to_domain(promo_row) if promo_row is not None else None
+    row = store.redeemable(project_id, attempt.code)
+    if row is None:
+        raise NotFound(f"code {attempt.code!r} not found")
+    rules.check_code(rules.CodeState(row.code, row.active, row.retired, row.expire_time), now)
+    promo_rules = (
+        promotions.by_version(row.promo_id, row.promo_version) if row.promo_id is not None
+        else None
+    )
     profile = _profile(project_id, attempt.profile, create=create_profile)
     if row.holder_id is not None and row.holder_id != profile.id:
         raise rules.refuse(
@@ -234,7 +258,7 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
         )
     if promo_rules is None:
         # A global-pool code not issued for any promotion: code checks only.
-        return _Checked(row, None, None, profile, _undiscounted(attempt.cart), now)
+        return _Checked(row, None, profile, _undiscounted(attempt.cart), now)
     rules.check_promotion(promo_rules, now)
     attributes = {**json.loads(profile.attributes or "{}"), **attempt.attributes}
     try:
@@ -244,36 +268,22 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
         )
     except rewards.Refused as refusal:
         raise rules.refuse(refusal.reason, refusal.message) from None
-    return _Checked(row, promo_row, promo_rules, profile, reward, now)
+    return _Checked(row, promo_rules, profile, reward, now)
 
 
 def _check_limits(checked: _Checked) -> None:
-    """The limits as they stand, without counting (ValidateCode)."""
+    """The limits as they stand, without counting."""
     limit = rules.code_limit(checked.rules)
     if limit is not None and checked.code.redemption_count >= limit:
         raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
-    if checked.rules is None or checked.promotion is None:
+    promo_id = checked.code.promo_id
+    if checked.rules is None or promo_id is None:
         return
     user = checked.rules.redeem_user_limit
-    if user is not None and store.usage_count(checked.promotion.id, checked.profile.id) >= user:
+    if user is not None and store.usage_count(promo_id, checked.profile.id) >= user:
         raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
     total = checked.rules.redeem_total_limit
-    if total is not None and checked.promotion.redemption_count >= total:
-        raise _limit(rules.TOTAL_LIMIT_REACHED, "promotion's total", total)
-
-
-def _count(checked: _Checked) -> None:
-    """Counts the redemption against every limit, each by one conditional UPDATE."""
-    limit = rules.code_limit(checked.rules)
-    if not store.count_code(checked.code.id, limit, checked.now):
-        raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
-    if checked.rules is None or checked.promotion is None:
-        return
-    user = checked.rules.redeem_user_limit
-    if not store.count_user(checked.promotion.id, checked.profile.id, user):
-        raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
-    total = checked.rules.redeem_total_limit
-    if not store.count_total(checked.promotion.id, total):
+    if total is not None and checked.code.promo_redemption_count >= total:
         raise _limit(rules.TOTAL_LIMIT_REACHED, "promotion's total", total)
 
 
@@ -311,9 +321,10 @@ def _required_profile(ref: ProfileRef | None) -> ProfileRef:
 
 def _profile(project_id: int, ref: ProfileRef | None, *, create: bool) -> Profile:
     ref = _required_profile(ref)
-    if create:
-        return profiles.find_or_create(project_id, ref)
     found = profiles.find(project_id, ref)
+    if found is None and create:
+        with write_transaction():
+            return profiles.find_or_create(project_id, ref)
     # Validation creates nothing: an unknown profile_id is a new customer with no history.
     return found if found is not None else Profile(id=0, profile_id=ref.value, attributes="{}")
 
