@@ -197,6 +197,36 @@ def test_the_same_request_id_redeems_once(api: Api) -> None:
     assert api.code("R-1").redemption_count == 1
 
 
+def test_a_repeated_request_id_gets_its_redemption_after_the_code_is_used_up(api: Api) -> None:
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "U-1")
+    first = api.activate("U-1", "ann", request_id="order-2")
+
+    assert reason_of(lambda: api.activate("U-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
+    assert api.activate("U-1", "ann", request_id="order-2").id == first.id
+    assert api.code("U-1").redemption_count == 1
+
+
+def test_an_updated_promotion_rewards_and_limits_by_its_new_rules(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, "V-1", "V-2", "V-3")
+    assert api.activate("V-1", "ann").reward.discount_total == "10.00"  # 10% of 100.00
+
+    api.promotions.UpdatePromotion(
+        promotion_pb2.UpdatePromotionRequest(
+            promotion=promotion_pb2.Promotion(
+                external_id=promo, discount=promotion_pb2.Discount(percent="25"),
+                redeem_total_limit=2,
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["discount", "redeem_total_limit"]),
+        ),
+        metadata=bearer(api.key),
+    )
+
+    assert api.activate("V-2", "ann").reward.discount_total == "25.00"
+    assert reason_of(lambda: api.activate("V-3", "ann"), EXHAUSTED) == "TOTAL_LIMIT_REACHED"
+
+
 def test_rollback_gives_the_use_back_once(api: Api) -> None:
     promo = api.promotion("p", redeem_code_limit=1)
     api.pool(promo, "B-1")

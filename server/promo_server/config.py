@@ -19,8 +19,10 @@ class Settings:
         default_factory=lambda: _env("PROMO_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     listen: str = field(default_factory=lambda: _env("PROMO_LISTEN", DEFAULT_LISTEN))
-    # Worker threads, each with its own database connection.
-    threads: int = field(default_factory=lambda: int(_env("PROMO_THREADS", "32")))
+    # Worker threads, each with its own database connection. More threads
+    # than cores mostly add contention for Python's GIL: 32 halved ActivateCode
+    # on a 2-core machine. Long streams (imports, exports) hold one each.
+    threads: int = field(default_factory=lambda: int(_env("PROMO_THREADS", "8")))
     # Largest request or response message; an import streams many small chunks.
     max_message_bytes: int = field(
         default_factory=lambda: int(_env("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024)))

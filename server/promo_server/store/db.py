@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from peewee import Database, DatabaseProxy, Model, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    Database,
+    DatabaseProxy,
+    Model,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
 from playhouse.db_url import connect
 
 _LOGGER = logging.getLogger(__name__)
 
 database = DatabaseProxy()
-# One SQLite writer at a time per process (re-entrant: transactions nest).
-_SQLITE_WRITERS = threading.RLock()
 M = TypeVar("M", bound=Model)
 
 # How long a writer waits for SQLite's write lock before giving up.
@@ -127,14 +135,67 @@ def write_transaction() -> Iterator[None]:
     (up to the busy timeout) before reading anything.
     """
     if is_sqlite():
-        # The threads of one process queue here, in turn, rather than in
-        # SQLite's busy handler, whose growing sleeps (up to 100 ms each)
-        # made a busy writer wait far longer than the lock was held.
-        with _SQLITE_WRITERS, database.atomic("IMMEDIATE"):
+        with _WRITERS.held(database.obj.database), database.atomic("IMMEDIATE"):
             yield
     else:
         with database.atomic():
             yield
+
+
+class _SqliteWriters:
+    """Lines SQLite's writers up: this process's threads, then the processes.
+
+    Writers waiting in SQLite's busy handler sleep ever longer (up to 100 ms a
+    time), so a busy writer waited far longer than the lock was held. Here the
+    threads of a process queue on a lock (re-entrant: transactions nest), and
+    the one at the front takes an flock on a file beside the database, trying
+    again every FILE_LOCK_POLL_SECONDS, for up to the busy timeout. SQLite's
+    own lock still keeps the data safe from any writer that skips this.
+    """
+
+    FILE_LOCK_POLL_SECONDS = 0.0005
+
+    def __init__(self) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._path = ""
+        self._file: int | None = None
+
+    @contextlib.contextmanager
+    def held(self, path: str) -> Iterator[None]:
+        with self._threads:
+            if self._depth == 0:
+                self._lock_file(path)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._file is not None:
+                    fcntl.flock(self._file, fcntl.LOCK_UN)
+
+    def _lock_file(self, path: str) -> None:
+        if path != self._path:
+            if self._file is not None:
+                os.close(self._file)
+                self._file = None
+            self._path = path
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._file = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+        if self._file is None:
+            return
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OperationalError("database is locked") from None
+                time.sleep(self.FILE_LOCK_POLL_SECONDS)
+
+
+_WRITERS = _SqliteWriters()
 
 
 class Compiled:

@@ -232,75 +232,92 @@ def usage_count(promotion_id: int, profile_id: int) -> int:
     return 0 if row is None else int(row.redemption_count)
 
 
+# One redemption's statements. Each counter's UPDATE is guarded by its limit
+# (NULL: none) and by what the checks read; the code's also by its state.
+_COUNT_CODE = (
+    "UPDATE code SET redemption_count = redemption_count + 1, "
+    "hand_out_time = coalesce(hand_out_time, ?) "
+    "WHERE id = ? AND active AND retire_time IS NULL "
+    "AND (expire_time IS NULL OR expire_time > ?) AND (holder_id IS NULL OR holder_id = ?) "
+    "AND coalesce(promotion_id, 0) = ? AND coalesce(issued_for_id, 0) = ? "
+    "AND redemption_count < coalesce(?, redemption_count + 1)"
+)
+_COUNT_USER = (
+    "INSERT INTO promotion_usage (promotion_id, profile_id, redemption_count) {rows} "
+    "ON CONFLICT (promotion_id, profile_id) DO UPDATE "
+    "SET redemption_count = promotion_usage.redemption_count + 1 "
+    "WHERE promotion_usage.redemption_count < coalesce(?, promotion_usage.redemption_count + 1)"
+)
+_COUNT_TOTAL = (
+    "UPDATE promotion SET redemption_count = redemption_count + 1 "
+    "WHERE id = ? AND update_time = ? AND redemption_count < coalesce(?, redemption_count + 1)"
+)
+_RECORD = (
+    "INSERT INTO redemption (public_id, project_id, code_id, promotion_id, profile_id, "
+    "request_id, state, reward, create_time, rollback_reason) {rows}"
+)
+_RECORD_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')"
+# PostgreSQL runs them as one statement (a round trip each cost more than the
+# work); each counter counts only if the one before did, and the redemption is
+# recorded only if every counter counted.
+_REDEEM_ONE_STATEMENT = (
+    f"WITH counted_code AS ({_COUNT_CODE} RETURNING id), "
+    "counted_user AS ("
+    + _COUNT_USER.format(rows="SELECT ?, ?, 1 FROM counted_code")
+    + " RETURNING 1), "
+    f"counted_total AS ({_COUNT_TOTAL} AND EXISTS (SELECT 1 FROM counted_user) RETURNING 1) "
+    + _RECORD.format(rows="SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, '' FROM counted_total")
+)
+_REDEEM_ONE_STATEMENT_CODE_ONLY = (
+    f"WITH counted_code AS ({_COUNT_CODE} RETURNING id) "
+    + _RECORD.format(rows="SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, '' FROM counted_code")
+)
+
+
 def redeem(
     project_id: int, code: Redeemable, promotion: PromotionRules | None, profile_id: int,
     request_id: str, reward: str, now: datetime,
 ) -> str:
     """Counts one redemption against every limit and records it; returns its public id.
 
-    Raises Stale, having changed nothing the caller's transaction keeps, when a
-    limit is reached or the code or promotion is no longer as read: the caller
-    rolls back, reads again inside the transaction, and names the refusal. The
+    Raises Stale when a limit is reached or the code or promotion is no longer
+    as read; the caller rolls the transaction back (undoing any counter this
+    did move), reads again inside a new one, and names the refusal. The
     promotion's row, which every redemption of it updates, comes last, so that
     PostgreSQL holds its lock for as short a time as possible.
     """
-    if not _counted(
-        "UPDATE code SET redemption_count = redemption_count + 1, "
-        "hand_out_time = coalesce(hand_out_time, ?) "
-        "WHERE id = ? AND active AND retire_time IS NULL "
-        "AND (expire_time IS NULL OR expire_time > ?) AND (holder_id IS NULL OR holder_id = ?) "
-        "AND coalesce(promotion_id, 0) = ? AND coalesce(issued_for_id, 0) = ?",
-        (now, code.id, now, profile_id, code.promotion_id or 0, code.issued_for_id or 0),
-        rules.code_limit(promotion),
-    ):
-        raise Stale
-    if promotion is not None and code.promo_id is not None:
-        user = promotion.redeem_user_limit
-        if user is not None and user < 1:
-            raise Stale
-        usage = (
-            "INSERT INTO promotion_usage (promotion_id, profile_id, redemption_count) "
-            "VALUES (?, ?, 1) ON CONFLICT (promotion_id, profile_id) DO UPDATE "
-            "SET redemption_count = promotion_usage.redemption_count + 1"
-        )
-        if user is not None:
-            usage += " WHERE promotion_usage.redemption_count < ?"
-        if not execute(usage, (code.promo_id, profile_id, *(() if user is None else (user,)))
-                       ).rowcount:
-            raise Stale
-    public_id = add_redemption(
-        project_id, code.id, code.promo_id, profile_id, request_id, reward, now
-    )
-    if promotion is not None and code.promo_id is not None and not _counted(
-        "UPDATE promotion SET redemption_count = redemption_count + 1 "
-        "WHERE id = ? AND update_time = ?",
-        (code.promo_id, code.promo_version), promotion.redeem_total_limit,
-    ):
-        raise Stale
-    return public_id
-
-
-def _counted(update: str, params: tuple[Any, ...], limit: int | None) -> bool:
-    """Runs a counter's UPDATE, guarded by its limit: whether it counted."""
-    if limit is not None:
-        update += " AND redemption_count < ?"
-        params = (*params, limit)
-    return bool(execute(update, params).rowcount)
-
-
-def add_redemption(
-    project_id: int, code_id: int, promotion_id: int | None, profile_id: int,
-    request_id: str, reward: str, now: datetime,
-) -> str:
-    """Records a redemption; returns its public id."""
     public_id = str(uuid.uuid4())
-    execute(
-        "INSERT INTO redemption (public_id, project_id, code_id, promotion_id, profile_id, "
-        "request_id, state, reward, create_time, rollback_reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
-        (public_id, project_id, code_id, promotion_id, profile_id, request_id or None,
-         rules.REDEEMED, reward, now),
-    )
+    count_code = (now, code.id, now, profile_id, code.promotion_id or 0,
+                  code.issued_for_id or 0, rules.code_limit(promotion))
+    record = (public_id, project_id, code.id, code.promo_id, profile_id, request_id or None,
+              rules.REDEEMED, reward, now)
+    user = total = None
+    if promotion is not None and code.promo_id is not None:
+        user, total = promotion.redeem_user_limit, promotion.redeem_total_limit
+        if user is not None and user < 1:  # the upsert's first use would not check it
+            raise Stale
+    if not is_sqlite():
+        if code.promo_id is None:
+            counted = execute(_REDEEM_ONE_STATEMENT_CODE_ONLY, (*count_code, *record))
+        else:
+            counted = execute(_REDEEM_ONE_STATEMENT, (
+                *count_code, code.promo_id, profile_id, user,
+                code.promo_id, code.promo_version, total, *record,
+            ))
+        if not counted.rowcount:
+            raise Stale
+        return public_id
+    if not execute(_COUNT_CODE, count_code).rowcount:
+        raise Stale
+    if code.promo_id is not None:
+        usage = _COUNT_USER.format(rows="VALUES (?, ?, 1)")
+        if not execute(usage, (code.promo_id, profile_id, user)).rowcount:
+            raise Stale
+    execute(_RECORD.format(rows=_RECORD_VALUES), record)
+    if code.promo_id is not None and not execute(
+        _COUNT_TOTAL, (code.promo_id, code.promo_version, total)
+    ).rowcount:
+        raise Stale
     return public_id
 
 

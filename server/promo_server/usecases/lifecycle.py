@@ -134,56 +134,59 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
     """Redeems the code once, counting it against every limit in one transaction.
 
     The checks and the reward use rows read before the transaction, which on
-    SQLite holds the database's write lock only for the counting UPDATEs and
-    the INSERT; when any of those finds its row changed (or a limit reached),
-    the activation rolls back and checks again inside the transaction.
+    SQLite holds the database's write lock only for the counting statements;
+    when one of those finds its row changed (or a limit reached), the
+    activation rolls back and checks again inside the transaction.
 
     The same ``request_id`` again returns the first redemption and counts
-    nothing more, even when the repeats race each other.
+    nothing more, even when the repeats race each other. Only an activation
+    that fails looks for one: a new request_id costs nothing.
     """
     ref = _required_profile(attempt.profile)
     attempt = Attempt(attempt.code, ref, attempt.cart, attempt.attributes,
                       attempt.applied_promotions, attempt.request_id)
-    done = _by_request(project_id, attempt.request_id)
-    if done is not None:
-        return done
-    checked = _check(project_id, attempt, create_profile=True)
     try:
-        for tries in range(1, ACTIVATE_TRIES + 1):
-            try:
-                with write_transaction():
-                    if tries > 1:  # what was read has changed: read it again, locked
-                        checked = _check(project_id, attempt, create_profile=True)
-                        _check_limits(checked)
-                    reward = reward_dict(checked.reward)
-                    public_id = store.redeem(
-                        project_id, checked.code, checked.rules, checked.profile.id,
-                        attempt.request_id, json.dumps(reward), checked.now,
-                    )
-                break
-            except store.Stale:
-                continue
-        else:
-            raise Aborted(f"code {attempt.code!r} kept changing during the activation; retry")
-    except IntegrityError:
-        # The same request_id, committed by a racing call: answer with its redemption.
+        redeemed = _redeem(project_id, attempt)
+    except (DomainError, IntegrityError):
+        # A repeat of an activation that went through: it may now be refused (the
+        # code used up, say), or its INSERT may meet the first one's request_id.
         done = _by_request(project_id, attempt.request_id)
         if done is None:
             raise
         return done
-    _LOGGER.info("code activated project=%s redemption=%s", project_id, public_id)
-    return RedemptionView(
-        id=public_id,
-        code=checked.code.code,
-        promotion=checked.code.promo_external_id,
-        profile_id=checked.profile.profile_id,
-        reward=reward,
-        state=rules.REDEEMED,
-        request_id=attempt.request_id,
-        create_time=checked.now,
-        rollback_time=None,
-        rollback_reason="",
-    )
+    _LOGGER.info("code activated project=%s redemption=%s", project_id, redeemed.id)
+    return redeemed
+
+
+def _redeem(project_id: int, attempt: Attempt) -> RedemptionView:
+    checked = _check(project_id, attempt, create_profile=True)
+    reward = reward_dict(checked.reward)
+    for tries in range(1, ACTIVATE_TRIES + 1):
+        try:
+            with write_transaction():
+                if tries > 1:  # what was read has changed: read it again, locked
+                    checked = _check(project_id, attempt, create_profile=True)
+                    _check_limits(checked)
+                    reward = reward_dict(checked.reward)
+                public_id = store.redeem(
+                    project_id, checked.code, checked.rules, checked.profile.id,
+                    attempt.request_id, json.dumps(reward), checked.now,
+                )
+            return RedemptionView(
+                id=public_id,
+                code=checked.code.code,
+                promotion=checked.code.promo_external_id,
+                profile_id=checked.profile.profile_id,
+                reward=reward,
+                state=rules.REDEEMED,
+                request_id=attempt.request_id,
+                create_time=checked.now,
+                rollback_time=None,
+                rollback_reason="",
+            )
+        except store.Stale:
+            continue
+    raise Aborted(f"code {attempt.code!r} kept changing during the activation; retry")
 
 
 def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionView:
