@@ -33,12 +33,14 @@ def create_project(db_url: str, name: str = "demo") -> str:
 
 
 @contextmanager
-def serving(db_url: str, port: int | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`promo-server serve` on a loopback port, ready for calls: (process, target)."""
+def serving(
+    db_url: str, port: int | None = None, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`promo-server serve [ARGS]` on a loopback port, ready for calls: (process, target)."""
     port = port or free_port()
     env = {**os.environ, "PROMO_DATABASE_URL": db_url}
     server = subprocess.Popen(
-        promo_server("serve", "--listen", f"127.0.0.1:{port}"),
+        promo_server("serve", "--listen", f"127.0.0.1:{port}", *args),
         env=env, stderr=subprocess.PIPE, text=True,
     )
     target = f"127.0.0.1:{port}"

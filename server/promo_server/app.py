@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import multiprocessing
+import os
 import signal
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from concurrent import futures
 from types import FrameType
 
@@ -25,7 +32,7 @@ from promo_server.api.guard import Guard
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.config import Settings
-from promo_server.store.db import open_database
+from promo_server.store.db import close_database, open_database
 from promo_server.store.migrate import migrate
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,6 +94,9 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Only the processes of `serve --workers N` share a port; a second
+        # server started by mistake on a taken port must fail, not share it.
+        ("grpc.so_reuseport", 1 if settings.shares_port else 0),
     ]
     workers = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
     grpc_server = grpc.server(
@@ -114,11 +124,15 @@ def create_server(
 
 def serve(settings: Settings) -> None:
     """Serves until SIGTERM or SIGINT, then drains calls in flight and returns."""
-    _LOGGER.info("starting settings=%s", settings.describe())
+    if settings.workers > 1:
+        supervise(settings)
+        return
+    if not settings.shares_port:
+        _LOGGER.info("starting settings=%s", settings.describe())
     server, port = create_server(settings.listen, settings.database_url, settings)
     server.start()
     host = settings.listen.rsplit(":", 1)[0]
-    _LOGGER.info("serving address=%s:%d", host, port)
+    _LOGGER.info("serving address=%s:%d pid=%d", host, port, os.getpid())
 
     stopping = threading.Event()
 
@@ -133,3 +147,99 @@ def serve(settings: Settings) -> None:
         pass
     server.stop(settings.grace_seconds).wait()
     _LOGGER.info("stopped")
+
+
+# A worker that exits with an error this soon after it started is failing to start
+# (a taken port, an unreachable database), not crashing: starting it again is no use.
+WORKER_START_SECONDS = 10.0
+WORKER_STOP_MARGIN_SECONDS = 5.0
+
+
+def supervise(settings: Settings) -> None:
+    """``serve --workers N``: N server processes sharing one port, until SIGTERM or SIGINT.
+
+    The pattern of gRPC's multiprocessing example: the processes are forked
+    before any gRPC object exists (gRPC's threads do not survive a fork), each
+    then builds its own server on the port with SO_REUSEPORT, and the kernel
+    spreads new connections over them. A client channel stays on the process
+    it connected to, so a client spreads its calls over several channels. The
+    database is migrated once, here, before the fork. A worker that dies (a
+    signal, say) is started again; one that cannot start stops them all. SIGTERM to this
+    process stops every worker gracefully and waits for them.
+    """
+    _LOGGER.info("starting settings=%s", settings.describe())
+    migrate(open_database(settings.database_url, pool_size=1))
+    close_database()  # no connection, and no thread, may cross the fork
+    host, _, port_text = settings.listen.rpartition(":")
+    with _reserved_port(host, int(port_text)) as port:
+        worker_settings = dataclasses.replace(
+            settings, listen=f"{host}:{port}", workers=1, shares_port=True
+        )
+        context = multiprocessing.get_context("fork")
+        stopping = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            _LOGGER.info("stopping workers signal=%s", signal.Signals(signum).name)
+            stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+        def start(number: int) -> tuple[multiprocessing.process.BaseProcess, float]:
+            process = context.Process(
+                target=_serve_worker, args=(worker_settings,), name=f"promo-worker-{number}"
+            )
+            process.start()
+            return process, time.monotonic()
+
+        workers = [start(number) for number in range(settings.workers)]
+        _LOGGER.info("serving address=%s:%d workers=%d", host, port, settings.workers)
+        failed = False
+        while not stopping.wait(timeout=0.5):
+            for number, (process, started) in enumerate(workers):
+                if process.is_alive():
+                    continue
+                exited = process.exitcode or 0
+                if exited > 0 and time.monotonic() - started < WORKER_START_SECONDS:
+                    _LOGGER.error("worker failed to start worker=%d exitcode=%s",
+                                  number, process.exitcode)
+                    failed = True
+                    stopping.set()
+                    break
+                _LOGGER.error("worker died; starting another worker=%d exitcode=%s",
+                              number, process.exitcode)
+                workers[number] = start(number)
+        for process, _ in workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process, _ in workers:
+            process.join(settings.grace_seconds + WORKER_STOP_MARGIN_SECONDS)
+            if process.is_alive():
+                _LOGGER.warning("worker did not stop; killing pid=%s", process.pid)
+                process.kill()
+                process.join()
+    _LOGGER.info("stopped")
+    if failed:
+        raise SystemExit(1)
+
+
+def _serve_worker(settings: Settings) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)  # until serve() sets its own
+    serve(settings)
+
+
+@contextlib.contextmanager
+def _reserved_port(host: str, port: int) -> Iterator[int]:
+    """Holds ``port`` (any free one for 0) with SO_REUSEPORT while the workers share it."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host.strip("[]") or "0.0.0.0", port))
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()

@@ -23,6 +23,10 @@ class Settings:
     # than cores mostly add contention for Python's GIL: 32 halved ActivateCode
     # on a 2-core machine. Long streams (imports, exports) hold one each.
     threads: int = field(default_factory=lambda: int(_env("PROMO_THREADS", "8")))
+    # Server processes sharing the port (`serve --workers N`); 1 serves in this process.
+    workers: int = field(default_factory=lambda: int(_env("PROMO_WORKERS", "1")))
+    # Set in the processes of `serve --workers N`, which bind the port with SO_REUSEPORT.
+    shares_port: bool = False
     # Largest request or response message; an import streams many small chunks.
     max_message_bytes: int = field(
         default_factory=lambda: int(_env("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024)))

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="HOST:PORT (env PROMO_LISTEN; default %(default)s)")
     serve.add_argument("--threads", type=int, default=defaults.threads,
                        help="worker threads (env PROMO_THREADS; default %(default)s)")
+    serve.add_argument("--workers", type=_positive, default=defaults.workers,
+                       help="server processes sharing the port "
+                            "(env PROMO_WORKERS; default %(default)s)")
 
     project = with_db(commands.add_parser(
         "create-project", help="create a project; prints its admin key as the last line"))
@@ -43,12 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     defaults = Settings()
     logs.configure(defaults.log_level, defaults.log_format)
     if args.command == "serve":
-        settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads)
+        settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
+                            workers=args.workers)
         app.serve(settings)
         return 0
     try:

@@ -19,7 +19,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from promo_server.api import auth
 from promo_server.api.errors import status_of, to_status
 from promo_server.domain.errors import DomainError
-from promo_server.store.db import database
+from promo_server.store.db import database, discard_idle_connections
 
 _LOGGER = logging.getLogger(__name__)
 _PACKAGE = "/promo.v1."
@@ -123,9 +123,11 @@ def _status_for(error: Exception, method: str) -> grpc.Status:
     if isinstance(error, NotImplementedError):
         return status_of(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)):
-        # A lock wait that ran out, or a lost connection (the pool discards it):
-        # the client may retry.
+        # A lock wait or statement that ran out of time, or a lost connection
+        # (the pool discards it, and the idle ones, likely lost with it): the
+        # client may retry, and the next calls get fresh connections.
         _LOGGER.warning("database unavailable method=%s error=%s", method, error)
+        discard_idle_connections()
         return status_of(grpc.StatusCode.UNAVAILABLE, "the database is busy or unreachable; retry")
     _LOGGER.exception("internal error method=%s", method)
     return status_of(grpc.StatusCode.INTERNAL, "internal error")

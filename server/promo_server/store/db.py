@@ -33,6 +33,8 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 # A pooled connection older than this is replaced; a call waits this long for one.
 POOL_STALE_SECONDS = 300
 POOL_WAIT_SECONDS = 10
+# PostgreSQL cancels a statement (or a lock wait) running longer than this.
+STATEMENT_TIMEOUT_SECONDS = 30.0
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
     ("foreign_keys", 1),
@@ -49,11 +51,15 @@ SQLITE_PRAGMAS = (
 CHECKPOINT_SECONDS = 0.2
 
 
-def open_database(url: str, pool_size: int = 8) -> Database:
+def open_database(
+    url: str, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS
+) -> Database:
     """Opens the database a URL names, through a connection pool, and binds the models.
 
     Each call takes a connection from the pool and gives it back when it ends,
     so a server holds at most ``pool_size`` connections whatever its threads do.
+    On PostgreSQL no statement runs longer than ``statement_timeout`` seconds
+    (0: no limit) but a bulk publish of codes.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -67,12 +73,30 @@ def open_database(url: str, pool_size: int = 8) -> Database:
     if base == "sqlite":
         # Pooled connections move between worker threads, one thread at a time.
         options |= {"pragmas": SQLITE_PRAGMAS, "check_same_thread": False}
+    elif statement_timeout:
+        options["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
     db = connect(f"{base}+pool://{rest}", **options)
     database.initialize(db)
     if isinstance(db, SqliteDatabase):
         Checkpointer.start_for(db.database)
     _LOGGER.info("database opened backend=%s", backend_name(db))
     return db
+
+
+def discard_idle_connections() -> None:
+    """Closes the pool's idle PostgreSQL connections: after one was found lost (the
+    server restarted, say), the others are likely lost too, and each would fail a call."""
+    if database.obj is not None and not is_sqlite():
+        database.obj.close_idle()
+
+
+def close_database() -> None:
+    """Closes every pooled connection and stops the checkpointer (before a fork, say)."""
+    if database.obj is None:
+        return
+    database.close()
+    database.obj.close_all()
+    Checkpointer.start_for("")
 
 
 class Checkpointer(threading.Thread):
@@ -96,6 +120,7 @@ class Checkpointer(threading.Thread):
         with cls._lock:
             if cls._running is not None:
                 cls._running.stopping.set()
+                cls._running.join()
                 cls._running = None
             if path and path != ":memory:" and not path.startswith("file::memory:"):
                 cls._running = cls(path)

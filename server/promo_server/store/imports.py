@@ -315,9 +315,14 @@ def _copy(table: str, columns: str, text: str) -> None:
 
 
 def _sort_in_memory() -> None:
-    """Lets PostgreSQL sort a batch of codes in memory, not on disk, until the transaction ends."""
+    """Lets PostgreSQL sort a batch of codes in memory, not on disk, until the transaction ends.
+
+    A bulk publish also runs without the statement timeout: millions of codes
+    take longer than any call should.
+    """
     if not is_sqlite():
         execute(f"SET LOCAL work_mem = '{PG_SORT_MEMORY}'")
+        execute("SET LOCAL statement_timeout = 0")
 
 
 def _in_pool(target: Pool) -> str:

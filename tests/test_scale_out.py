@@ -1,0 +1,169 @@
+"""Scaling out: `serve --workers N` processes sharing a port, and PostgreSQL connections
+lost under traffic. Real server processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import grpc
+import psycopg2
+import pytest
+
+from promo.client import PromoClient
+from promo.v1 import code_pb2 as pb
+from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
+from promo_server.app import create_server
+from tests.conftest import PostgresDatabases, Running, close_pool
+from tests.processes import create_project, free_port, promo_server, serving
+from tests.test_lifecycle import Api, in_parallel
+
+# Channels whose connections are their own (not shared by gRPC between channels), so
+# that the kernel may send each to a different worker.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+CHANNELS = 8
+
+
+def apis(target: str, key: str, count: int) -> Iterator[Api]:
+    for _ in range(count):
+        channel = grpc.insecure_channel(target, options=OWN_CONNECTION)
+        yield Api(code_pb2_grpc.CodeServiceStub(channel),
+                  promotion_pb2_grpc.PromotionServiceStub(channel), key)
+
+
+def worker_pids(server: subprocess.Popen[str]) -> set[int]:
+    children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True)
+    return {int(pid) for pid in children.stdout.split()}
+
+
+def pids_that_activated(log: str) -> set[int]:
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return {e["pid"] for e in entries if e["message"].startswith("code activated")}
+
+
+def test_workers_share_the_port_spread_calls_and_stop_together(db_url: str) -> None:
+    key = create_project(db_url)
+    with serving(db_url, None, "--workers", "2") as (server, target):
+        clients = list(apis(target, key, CHANNELS))
+        promo = clients[0].promotion("spread")
+        clients[0].pool(promo, *[f"W-{i}" for i in range(CHANNELS * 4)])
+        workers = worker_pids(server)
+
+        results = in_parallel([
+            (lambda i=i: clients[i % CHANNELS].activate(f"W-{i}", f"u{i}"))
+            for i in range(CHANNELS * 4)
+        ])
+
+        assert all(isinstance(r, pb.Redemption) for r in results)
+        assert len(workers) == 2
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert server.stderr is not None
+        log = server.stderr.read()
+    assert pids_that_activated(log) == workers  # both workers served
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_that_dies_is_replaced(db_url: str) -> None:
+    key = create_project(db_url)
+    with serving(db_url, None, "--workers", "2") as (server, target):
+        first = worker_pids(server)
+        os.kill(min(first), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while (now := worker_pids(server)) == first or len(now) < 2:
+            assert time.monotonic() < deadline, f"no replacement worker: {now}"
+            time.sleep(0.1)
+
+        clients = list(apis(target, key, CHANNELS))
+        promo = clients[0].promotion("after")
+        clients[0].pool(promo, *[f"A-{i}" for i in range(CHANNELS)])
+        redeemed = [clients[i].activate(f"A-{i}", "ann") for i in range(CHANNELS)]
+
+        assert len({r.id for r in redeemed}) == CHANNELS
+        assert min(first) not in now and len(now) == 2
+
+
+def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it(db_url: str) -> None:
+    port = free_port()
+    with serving(db_url, port):
+        env = {**os.environ, "PROMO_DATABASE_URL": db_url}
+        second = subprocess.run(
+            promo_server("serve", "--listen", f"127.0.0.1:{port}"),
+            env=env, capture_output=True, text=True, timeout=30,
+        )
+    assert second.returncode != 0
+    assert f"127.0.0.1:{port}" in second.stderr
+
+
+def test_workers_must_be_at_least_one() -> None:
+    refused = subprocess.run(promo_server("serve", "--workers", "0"),
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2
+    assert "--workers: must be a whole number of at least 1, not '0'" in refused.stderr
+
+
+# --- PostgreSQL connections lost under traffic --------------------------------------
+
+
+@pytest.fixture
+def pg_running(postgres: PostgresDatabases) -> Iterator[tuple[Running, str]]:
+    """An in-process server on a PostgreSQL database of its own, and that database's name."""
+    name = postgres.create(template=postgres.template)
+    url = postgres.url(name)
+    server, port = create_server("127.0.0.1:0", url)
+    server.start()
+    try:
+        yield Running(f"127.0.0.1:{port}", url, server), name
+    finally:
+        server.stop(None).wait()
+        close_pool()
+        postgres.drop(name)
+
+
+def terminate_backends(postgres: PostgresDatabases, name: str) -> int:
+    with psycopg2.connect(postgres.admin_url) as admin, admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        row = cursor.fetchone()
+    admin.close()
+    return int(row[0]) if row else 0
+
+
+def test_lost_postgresql_connections_lose_nothing_and_the_server_recovers(
+    pg_running: tuple[Running, str], postgres: PostgresDatabases,
+) -> None:
+    running, name = pg_running
+    key = running.new_project().admin_key
+    with PromoClient(running.target, key) as client:
+        client.create_promotion({"external_id": "p", "name": {"en-US": "P"},
+                                 "discount": {"percent": "10"}})
+        client.import_csv(io.BytesIO("".join(f"L-{i}\n" for i in range(60)).encode()), "p")
+        cart = {"currency": "USD", "items": [{"sku": "a", "quantity": 1, "unit_price": "10"}]}
+
+        def activate(i: int) -> str:
+            return client.activate_code(f"L-{i}", f"u{i}", cart, request_id=f"lost-{i}").id
+
+        before = in_parallel([lambda i=i: activate(i) for i in range(20)])
+        assert terminate_backends(postgres, name) > 0  # the server's pooled connections
+        during = in_parallel([lambda i=i: activate(i) for i in range(20, 60)])
+
+        ids = [*before, *during]
+        assert all(isinstance(i, str) for i in ids), [i for i in ids if not isinstance(i, str)]
+        assert len(set(ids)) == 60
+        assert sum(client.get_code(f"L-{i}").redemption_count for i in range(60)) == 60
+        assert len(list(client.iter_redemptions(promotion="p"))) == 60
