@@ -113,6 +113,9 @@ PROFILES = 1000
 # over; with no code limit a second redemption succeeds as the first did.
 CODES_PER_SECOND = 10_000
 CHUNK_BYTES = 64 * 1024
+# ImportCodes: fresh codes per call (one chunk), appended to one promotion's pool.
+IMPORT_PROMOTION = "bench-import"
+IMPORT_BATCH = 1000
 # Profiles created before the clock starts, this many calls at a time.
 PREPARE_IN_FLIGHT = 32
 
@@ -152,6 +155,29 @@ def activate_code(target: Target) -> StartCall:
         )
         return next(stubs).ActivateCode.future(
             request, metadata=target.metadata, timeout=target.timeout
+        )
+
+    return start
+
+
+def import_codes(target: Target) -> StartCall:
+    """ImportCodes (APPEND) of IMPORT_BATCH fresh codes per call into one promotion's pool."""
+    promotions = promotion_pb2_grpc.PromotionServiceStub(target.channel)
+    promotions.CreatePromotion(create_request(IMPORT_PROMOTION), metadata=target.metadata,
+                               timeout=target.timeout)
+    spec = code_pb2.ImportCodesRequest.Spec(
+        promotion=IMPORT_PROMOTION, mode=code_pb2.ImportCodesRequest.Spec.APPEND
+    )
+    stubs = _round_robin(target, code_pb2_grpc.CodeServiceStub)
+    batches = itertools.count()
+
+    def start() -> grpc.Future:
+        first = next(batches) * IMPORT_BATCH
+        csv = "".join(f"IMP-{n:09d}\n" for n in range(first, first + IMPORT_BATCH))
+        requests = [code_pb2.ImportCodesRequest(spec=spec),
+                    code_pb2.ImportCodesRequest(chunk=csv.encode("ascii"))]
+        return next(stubs).ImportCodes.future(
+            iter(requests), metadata=target.metadata, timeout=target.timeout
         )
 
     return start
@@ -224,4 +250,6 @@ SCENARIOS = (
     Scenario("ActivateCode", activate_code, goal=ACTIVATE_GOAL),
     Scenario("ValidateCode", validate_code, processes=2, goal=VALIDATE_GOAL),
     Scenario("ActivateCode", activate_code, processes=2, goal=ACTIVATE_GOAL),
+    Scenario(f"ImportCodes x{IMPORT_BATCH}", import_codes),
+    Scenario(f"ImportCodes x{IMPORT_BATCH}", import_codes, processes=2),
 )

@@ -530,4 +530,5 @@ def test_every_caller_settable_field_but_the_id_is_mutable() -> None:
         "price_conditions",
         "item_price_conditions",
         "excluded_promotions",
+        "low_stock_threshold",
     }

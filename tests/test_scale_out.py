@@ -3,10 +3,12 @@ lost under traffic. Real server processes, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,10 +17,13 @@ import grpc
 import psycopg2
 import pytest
 
+from promo import errors
 from promo.client import PromoClient
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
 from promo_server.app import create_server
+from promo_server.config import Settings
+from promo_server.store import db
 from tests.conftest import PostgresDatabases, Running, close_pool
 from tests.processes import create_project, free_port, promo_server, serving
 from tests.test_lifecycle import Api, in_parallel
@@ -27,6 +32,7 @@ from tests.test_lifecycle import Api, in_parallel
 # that the kernel may send each to a different worker.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 CHANNELS = 8
+CART = {"currency": "USD", "items": [{"sku": "a", "quantity": 1, "unit_price": "10"}]}
 
 
 def apis(target: str, key: str, count: int) -> Iterator[Api]:
@@ -48,26 +54,31 @@ def pids_that_activated(log: str) -> set[int]:
 
 def test_workers_share_the_port_spread_calls_and_stop_together(db_url: str) -> None:
     key = create_project(db_url)
-    with serving(db_url, None, "--workers", "2") as (server, target):
-        clients = list(apis(target, key, CHANNELS))
-        promo = clients[0].promotion("spread")
-        clients[0].pool(promo, *[f"W-{i}" for i in range(CHANNELS * 4)])
+    with serving(db_url, None, "--workers", "2") as (server, target), \
+            PromoClient(target, key, channels=CHANNELS) as client:
+        client.create_promotion({"external_id": "spread", "name": {"en-US": "S"},
+                                 "discount": {"percent": "10"}})
+        client.import_csv(io.BytesIO("".join(f"W-{i}\n" for i in range(32)).encode()), "spread")
         workers = worker_pids(server)
 
         results = in_parallel([
-            (lambda i=i: clients[i % CHANNELS].activate(f"W-{i}", f"u{i}"))
-            for i in range(CHANNELS * 4)
+            (lambda i=i: client.activate_code(f"W-{i}", f"u{i}", CART)) for i in range(32)
         ])
 
-        assert all(isinstance(r, pb.Redemption) for r in results)
+        assert all(isinstance(r, pb.Redemption) for r in results), results
         assert len(workers) == 2
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
         assert server.stderr is not None
         log = server.stderr.read()
-    assert pids_that_activated(log) == workers  # both workers served
+    assert pids_that_activated(log) == workers  # the client's channels reached both
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
+
+
+def test_a_client_needs_at_least_one_channel() -> None:
+    with pytest.raises(ValueError, match="channels must be at least 1, not 0"):
+        PromoClient("127.0.0.1:1", "key", channels=0)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -153,10 +164,9 @@ def test_lost_postgresql_connections_lose_nothing_and_the_server_recovers(
         client.create_promotion({"external_id": "p", "name": {"en-US": "P"},
                                  "discount": {"percent": "10"}})
         client.import_csv(io.BytesIO("".join(f"L-{i}\n" for i in range(60)).encode()), "p")
-        cart = {"currency": "USD", "items": [{"sku": "a", "quantity": 1, "unit_price": "10"}]}
 
         def activate(i: int) -> str:
-            return client.activate_code(f"L-{i}", f"u{i}", cart, request_id=f"lost-{i}").id
+            return client.activate_code(f"L-{i}", f"u{i}", CART, request_id=f"lost-{i}").id
 
         before = in_parallel([lambda i=i: activate(i) for i in range(20)])
         assert terminate_backends(postgres, name) > 0  # the server's pooled connections
@@ -167,3 +177,61 @@ def test_lost_postgresql_connections_lose_nothing_and_the_server_recovers(
         assert len(set(ids)) == 60
         assert sum(client.get_code(f"L-{i}").redemption_count for i in range(60)) == 60
         assert len(list(client.iter_redemptions(promotion="p"))) == 60
+
+
+# --- lock waits that run out -------------------------------------------------------
+
+
+def test_a_lock_wait_that_runs_out_is_unavailable_and_changes_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer holds the code's row (PostgreSQL) or the database (SQLite) past the
+    statement or busy timeout: the activation is UNAVAILABLE, never INTERNAL, and once the
+    other writer is done the same call goes through."""
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
+        monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_SECONDS", 1.0)
+        monkeypatch.setattr(db, "SQLITE_PRAGMAS", tuple(
+            (name, 1000 if name == "busy_timeout" else value) for name, value in db.SQLITE_PRAGMAS
+        ))
+    settings = Settings(database_url=db_url, listen="127.0.0.1:0", statement_timeout_seconds=1)
+    server, port = create_server("127.0.0.1:0", db_url, settings)
+    server.start()
+    try:
+        running = Running(f"127.0.0.1:{port}", db_url, server)
+        key = running.new_project().admin_key
+        with PromoClient(running.target, key) as client:
+            client.create_promotion({"external_id": "p", "name": {"en-US": "P"},
+                                     "discount": {"percent": "10"}})
+            client.import_csv(io.BytesIO(b"LOCKED-1\n"), "p")
+            with _other_writer(db_url):
+                with pytest.raises(errors.PromoError) as refused:
+                    client.activate_code("LOCKED-1", "ann", CART, request_id="held")
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+                assert client.get_code("LOCKED-1").redemption_count == 0
+            redeemed = client.activate_code("LOCKED-1", "ann", CART, request_id="held")
+            assert client.get_code("LOCKED-1").redemption_count == 1
+            assert redeemed.code == "LOCKED-1"
+    finally:
+        server.stop(None).wait()
+
+
+@contextlib.contextmanager
+def _other_writer(db_url: str) -> Iterator[None]:
+    if db_url.startswith("sqlite"):
+        other = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    other = psycopg2.connect(db_url)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT id FROM code WHERE code = 'LOCKED-1' FOR UPDATE")
+        yield
+    finally:
+        other.rollback()
+        other.close()

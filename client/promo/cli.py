@@ -47,10 +47,11 @@ class CliFailure(click.ClickException):
 class App:
     """What every command needs: the global options and, on first use, the client."""
 
-    def __init__(self, ctx: click.Context, target: str, api_key: str | None, as_json: bool) -> None:
+    def __init__(
+        self, ctx: click.Context, connect: Callable[[], PromoClient], as_json: bool
+    ) -> None:
         self._ctx = ctx
-        self._target = target
-        self._api_key = api_key
+        self._connect = connect
         self.as_json = as_json
         self._client: PromoClient | None = None
         self.console = Console()
@@ -60,7 +61,10 @@ class App:
     @property
     def client(self) -> PromoClient:
         if self._client is None:
-            client = PromoClient(self._target, self._api_key)
+            try:
+                client = self._connect()
+            except ValueError as err:  # a TLS file that cannot work
+                raise CliFailure(str(err)) from err
             self._client = self._ctx.with_resource(client)
         return self._client
 
@@ -119,12 +123,48 @@ class _PromoGroup(click.Group):
 )
 @click.option("--api-key", envvar="PROMO_API_KEY", show_envvar=True, help="The project's API key.")
 @click.option(
+    "--tls", is_flag=True, envvar="PROMO_TLS", show_envvar=True,
+    help="Connect with TLS, trusting the system's CA certificates unless --ca.",
+)
+@click.option(
+    "--ca", type=click.Path(exists=True, dir_okay=False), envvar="PROMO_TLS_CA", show_envvar=True,
+    help="PEM file of the CA certificates that sign the server's; implies --tls.",
+)
+@click.option(
+    "--client-cert", type=click.Path(exists=True, dir_okay=False), envvar="PROMO_CLIENT_CERT",
+    show_envvar=True, help="PEM certificate chain, for a server that requires one; implies --tls.",
+)
+@click.option(
+    "--client-key", type=click.Path(exists=True, dir_okay=False), envvar="PROMO_CLIENT_KEY",
+    show_envvar=True, help="PEM private key of --client-cert, unencrypted.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the protobuf JSON mapping, as --file reads it."
 )
 @click.pass_context
-def cli(ctx: click.Context, target: str, api_key: str | None, as_json: bool) -> None:
+def cli(
+    ctx: click.Context,
+    target: str,
+    api_key: str | None,
+    tls: bool,
+    ca: str | None,
+    client_cert: str | None,
+    client_key: str | None,
+    as_json: bool,
+) -> None:
     """Client of the promo-code service."""
-    ctx.obj = App(ctx, target, api_key, as_json)
+
+    def connect() -> PromoClient:
+        if (client_cert is None) != (client_key is None):
+            raise CliFailure(
+                "--client-cert and --client-key (PROMO_CLIENT_CERT, PROMO_CLIENT_KEY) go together:"
+                " give both or neither"
+            )
+        return PromoClient(
+            target, api_key, tls=tls, ca=ca, client_cert=client_cert, client_key=client_key
+        )
+
+    ctx.obj = App(ctx, connect, as_json)
 
 
 def main() -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import secrets
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, cast
 
 import grpc
 from google.protobuf import field_mask_pb2, json_format
@@ -91,6 +93,8 @@ CartLike: TypeAlias = "code_pb2.Cart | Mapping[str, Any]"
 CsvSource: TypeAlias = "str | os.PathLike[str] | SupportsRead[bytes]"
 # Where an export writes: a path, or a file object opened in binary mode.
 CsvDestination: TypeAlias = "str | os.PathLike[str] | SupportsWrite[bytes]"
+# A PEM file for TLS: a CA's certificates, or the client's certificate chain or key.
+PemPath: TypeAlias = "str | os.PathLike[str]"
 
 _R = TypeVar("_R")
 
@@ -99,6 +103,16 @@ class PromoClient:
     """One channel to the promo service; methods raise `promo.errors.PromoError` subclasses.
 
     The raw stubs are `promotions`, `codes` and `profiles`; pass them `metadata=client.metadata`.
+
+    TLS: `tls=True` checks the server's certificate against the system's roots, or against
+    the PEM file `ca` (env PROMO_TLS_CA); a server that requires client certificates gets
+    `client_cert` and `client_key` (env PROMO_CLIENT_CERT, PROMO_CLIENT_KEY). Any of these
+    files turns TLS on, and so does PROMO_TLS=1. A bad file raises ValueError here.
+
+
+    `channels=k` opens k channels, each on a connection of its own, and takes them in turn
+    call by call: a server run as `promo-server serve --workers N` gives each connection to
+    one of its processes, so one channel would keep every call on one process.
     """
 
     def __init__(
@@ -106,9 +120,16 @@ class PromoClient:
         target: str | None = None,
         api_key: str | None = None,
         *,
+        tls: bool = False,
+        ca: PemPath | None = None,
+        client_cert: PemPath | None = None,
+        client_key: PemPath | None = None,
         timeout: float = 30.0,
         options: Sequence[tuple[str, Any]] = (),
+        channels: int = 1,
     ) -> None:
+        if channels < 1:
+            raise ValueError(f"channels must be at least 1, not {channels}")
         self.target = target or os.environ.get("PROMO_TARGET") or DEFAULT_TARGET
         key = api_key if api_key is not None else os.environ.get("PROMO_API_KEY")
         # Without a key the server answers UNAUTHENTICATED, which is the clearest message.
@@ -116,25 +137,38 @@ class PromoClient:
             (("authorization", f"Bearer {key}"),) if key else ()
         )
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            self.target,
-            # gRPC keeps the first of repeated options: the caller's come first to win.
-            options=[
-                *options,
-                ("grpc.enable_retries", 1),
-                ("grpc.service_config", SERVICE_CONFIG),
-            ],
+        ca = ca or os.environ.get("PROMO_TLS_CA") or None
+        client_cert = client_cert or os.environ.get("PROMO_CLIENT_CERT") or None
+        client_key = client_key or os.environ.get("PROMO_CLIENT_KEY") or None
+        self.tls = bool(tls or ca or client_cert or client_key or _env_flag("PROMO_TLS"))
+        credentials = _channel_credentials(ca, client_cert, client_key) if self.tls else None
+        # gRPC keeps the first of repeated options: the caller's come first to win.
+        channel_options = [
+            *options, ("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG),
+        ]
+        if channels > 1:
+            # Else gRPC shares one connection among channels to the same target.
+            channel_options.append(("grpc.use_local_subchannel_pool", 1))
+        self._channels = [
+            _open_channel(self.target, channel_options, credentials) for _ in range(channels)
+        ]
+        self.promotions: promotion_pb2_grpc.PromotionServiceStub = _in_turn(
+            [promotion_pb2_grpc.PromotionServiceStub(c) for c in self._channels]
         )
-        self.promotions = promotion_pb2_grpc.PromotionServiceStub(self._channel)
-        self.codes = code_pb2_grpc.CodeServiceStub(self._channel)
-        self.profiles = profile_pb2_grpc.ProfileServiceStub(self._channel)
+        self.codes: code_pb2_grpc.CodeServiceStub = _in_turn(
+            [code_pb2_grpc.CodeServiceStub(c) for c in self._channels]
+        )
+        self.profiles: profile_pb2_grpc.ProfileServiceStub = _in_turn(
+            [profile_pb2_grpc.ProfileServiceStub(c) for c in self._channels]
+        )
 
     def __repr__(self) -> str:
         # The key stays out: reprs end up in logs and tracebacks.
-        return f"PromoClient(target={self.target!r})"
+        return f"PromoClient(target={self.target!r}, tls={self.tls})"
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> Self:
         return self
@@ -511,6 +545,85 @@ class PromoClient:
             return method(request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
+
+
+_StubT = TypeVar("_StubT")
+
+
+class _InTurn:
+    """Stubs of one service on several channels: each method looked up is the next one's."""
+
+    def __init__(self, stubs: Sequence[Any]) -> None:
+        self._next = itertools.cycle(stubs).__next__
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._next(), name)
+
+
+def _in_turn(stubs: list[_StubT]) -> _StubT:
+    """The one stub, or an object handing out the stubs' methods in turn."""
+    return stubs[0] if len(stubs) == 1 else cast(_StubT, _InTurn(stubs))
+
+
+def _open_channel(
+    target: str, options: Sequence[tuple[str, Any]], credentials: grpc.ChannelCredentials | None
+) -> grpc.Channel:
+    """A channel to `target`: TLS with `credentials`, plaintext without."""
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _channel_credentials(
+    ca: PemPath | None, client_cert: PemPath | None, client_key: PemPath | None
+) -> grpc.ChannelCredentials:
+    """TLS that trusts `ca` (None: the system's roots), with the client's own certificate.
+
+    Python's ssl reads the files first: gRPC would take a bad one and fail only
+    later, every call UNAVAILABLE.
+    """
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("a client certificate and its key go together: give both or neither")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca is not None:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except ssl.SSLError:
+            raise ValueError(f"CA file {ca}: no PEM certificate in it") from None
+    if client_cert is not None and client_key is not None:
+
+        def refuse_encrypted() -> str:
+            # Called only for an encrypted key; without it OpenSSL would prompt on the terminal.
+            raise ValueError(f"client key {client_key} is encrypted; gRPC needs it plain")
+
+        try:
+            context.load_cert_chain(client_cert, client_key, password=refuse_encrypted)
+        except ssl.SSLError:
+            raise ValueError(
+                f"client certificate {client_cert} and key {client_key}:"
+                " not a PEM certificate chain and its private key"
+            ) from None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_optional(ca),
+        private_key=_read_optional(client_key),
+        certificate_chain=_read_optional(client_cert),
+    )
+
+
+def _read_optional(path: PemPath | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+# The words click accepts for a boolean, so that `promo` and this class read PROMO_TLS alike.
+_TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE_WORDS = frozenset({"", "0", "false", "f", "no", "n", "off"})
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE_WORDS | _FALSE_WORDS:
+        raise ValueError(f"{name} must be 1, true, yes, on or 0, false, no, off; not {value!r}")
+    return value in _TRUE_WORDS
 
 
 def _as_promotion(promotion: PromotionLike) -> promotion_pb2.Promotion:

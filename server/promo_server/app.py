@@ -9,10 +9,12 @@ import multiprocessing
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -27,11 +29,13 @@ from promo.v1 import (
     promotion_pb2,
     promotion_pb2_grpc,
 )
+from promo_server.api import auth
 from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
-from promo_server.config import Settings
+from promo_server.config import Settings, SettingsError
+from promo_server.metrics import MetricsEndpoint, StockWatcher
 from promo_server.store.db import close_database, open_database
 from promo_server.store.migrate import migrate
 
@@ -52,13 +56,18 @@ class Server:
         grpc_server: grpc.Server,
         health_servicer: health.HealthServicer,
         workers: futures.ThreadPoolExecutor,
+        stock: StockWatcher,
+        metrics_endpoint: MetricsEndpoint | None = None,
     ) -> None:
         self.grpc_server = grpc_server
         self.health = health_servicer
         self._workers = workers
+        self.stock = stock
+        self.metrics_endpoint = metrics_endpoint
 
     def start(self) -> None:
         self.grpc_server.start()
+        self.stock.start()
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuses new calls, lets calls in flight finish for ``grace`` seconds, then stops.
@@ -73,6 +82,9 @@ class Server:
         def drain() -> None:
             stopped.wait()
             self._workers.shutdown(wait=True)
+            self.stock.stop()
+            if self.metrics_endpoint is not None:
+                self.metrics_endpoint.stop()
             done.set()
 
         threading.Thread(target=drain, name="server-stop", daemon=True).start()
@@ -82,12 +94,89 @@ class Server:
         return self.grpc_server.wait_for_termination(timeout)
 
 
+_TLS_CERT = "--tls-cert (PROMO_TLS_CERT)"
+_TLS_KEY = "--tls-key (PROMO_TLS_KEY)"
+_TLS_CLIENT_CA = "--tls-client-ca (PROMO_TLS_CLIENT_CA)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerTls:
+    """The server's PEM files, read and checked: its certificate chain and key, and the CA
+    that signs client certificates when it requires them."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+def load_tls(settings: Settings) -> ServerTls | None:
+    """The TLS the settings ask for (None: plaintext); a SettingsError names the flag to fix."""
+    if not settings.tls_cert and not settings.tls_key:
+        if settings.tls_client_ca:
+            raise SettingsError(f"{_TLS_CLIENT_CA} needs {_TLS_CERT} and {_TLS_KEY}")
+        return None
+    if not settings.tls_key:
+        raise SettingsError(f"{_TLS_CERT} is set without {_TLS_KEY}: give both")
+    if not settings.tls_cert:
+        raise SettingsError(f"{_TLS_KEY} is set without {_TLS_CERT}: give both")
+    tls = ServerTls(
+        cert=_read_file(_TLS_CERT, settings.tls_cert),
+        key=_read_file(_TLS_KEY, settings.tls_key),
+        client_ca=(
+            _read_file(_TLS_CLIENT_CA, settings.tls_client_ca) if settings.tls_client_ca else None
+        ),
+    )
+    _check_pem_files(settings)
+    return tls
+
+
+def _read_file(flag: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{flag}: cannot read {path}: {error.strerror}") from None
+
+
+def _check_pem_files(settings: Settings) -> None:
+    """Checks the files with Python's ssl: gRPC reports any bad one only as "Failed to bind"."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for flag, path in ((_TLS_CERT, settings.tls_cert), (_TLS_CLIENT_CA, settings.tls_client_ca)):
+        if path:
+            try:
+                context.load_verify_locations(cafile=path)
+            except ssl.SSLError:
+                raise SettingsError(f"{flag}: no PEM certificate in {path}") from None
+
+    def refuse_encrypted() -> str:
+        # Called only for an encrypted key; without it OpenSSL would prompt on the terminal.
+        raise SettingsError(f"{_TLS_KEY}: {settings.tls_key} is encrypted; gRPC needs it plain")
+
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key, password=refuse_encrypted)
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":
+            problem = f"is not the key of the certificate in {settings.tls_cert}"
+        else:
+            problem = "holds no PEM private key"
+        raise SettingsError(f"{_TLS_KEY}: {settings.tls_key} {problem}") from None
+
+
 def create_server(
     address: str, db_url: str, settings: Settings | None = None
 ) -> tuple[Server, int]:
     """Opens and migrates the database, and binds a server to ``address`` (port 0: any)."""
     settings = settings or Settings(database_url=db_url, listen=address)
-    db = open_database(db_url, pool_size=settings.threads)
+    tls = load_tls(settings)  # before the database: a bad file must change nothing
+    # One connection more than the workers, for the stock watcher's counts.
+    db = open_database(db_url, pool_size=settings.threads + 1,
+                       statement_timeout=settings.statement_timeout_seconds)
     migrate(db)
     db.close()  # connections are per thread: each worker opens its own
 
@@ -99,6 +188,7 @@ def create_server(
         ("grpc.so_reuseport", 1 if settings.shares_port else 0),
     ]
     workers = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
+    auth.record_uses_on(workers)
     grpc_server = grpc.server(
         workers,
         interceptors=[Guard()],
@@ -116,10 +206,15 @@ def create_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
 
-    port = grpc_server.add_insecure_port(address)
+    if tls is None:
+        port = grpc_server.add_insecure_port(address)
+    else:
+        port = grpc_server.add_secure_port(address, tls.credentials())
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Server(grpc_server, health_servicer, workers), port
+    endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
+    stock = StockWatcher(settings.stock_check_seconds)
+    return Server(grpc_server, health_servicer, workers, stock, endpoint), port
 
 
 def serve(settings: Settings) -> None:
@@ -133,6 +228,9 @@ def serve(settings: Settings) -> None:
     server.start()
     host = settings.listen.rsplit(":", 1)[0]
     _LOGGER.info("serving address=%s:%d pid=%d", host, port, os.getpid())
+    if server.metrics_endpoint is not None:
+        _LOGGER.info("serving metrics address=http://%s:%d/metrics",
+                     settings.metrics_listen.rsplit(":", 1)[0], server.metrics_endpoint.port)
 
     stopping = threading.Event()
 

@@ -35,14 +35,36 @@ class Settings:
     grace_seconds: float = field(
         default_factory=lambda: float(_env("PROMO_GRACE_SECONDS", "10"))
     )
+    # PostgreSQL cancels any statement (or lock wait) longer than this, but a bulk
+    # publish of codes; the call fails UNAVAILABLE. 0: no limit.
+    statement_timeout_seconds: float = field(
+        default_factory=lambda: float(_env("PROMO_STATEMENT_TIMEOUT_SECONDS", "30"))
+    )
+    # HOST:PORT of the Prometheus /metrics endpoint; empty: none.
+    metrics_listen: str = field(default_factory=lambda: _env("PROMO_METRICS_LISTEN", ""))
+    # How often the pools' available codes are counted, for the gauges and the
+    # low-stock warnings: one grouped count over every available code.
+    stock_check_seconds: float = field(
+        default_factory=lambda: float(_env("PROMO_STOCK_CHECK_SECONDS", "15"))
+    )
     log_level: str = field(default_factory=lambda: _env("PROMO_LOG_LEVEL", "INFO"))
     log_format: str = field(default_factory=lambda: _env("PROMO_LOG_FORMAT", "json"))
+    # PEM files; with a certificate and its key the server speaks only TLS, and with a
+    # client CA as well it also requires client certificates that CA signed. The start-up
+    # log shows these paths, never what the files hold.
+    tls_cert: str = field(default_factory=lambda: _env("PROMO_TLS_CERT", ""))
+    tls_key: str = field(default_factory=lambda: _env("PROMO_TLS_KEY", ""))
+    tls_client_ca: str = field(default_factory=lambda: _env("PROMO_TLS_CLIENT_CA", ""))
 
     def describe(self) -> dict[str, object]:
         """The settings for the start-up log, with any password in the URL hidden."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["database_url"] = redact_url(self.database_url)
         return out
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work; the message names the flag (and variable) to fix."""
 
 
 def redact_url(url: str) -> str:

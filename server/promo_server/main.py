@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 
-from promo_server import app, logs
-from promo_server.config import Settings
+from promo_server import app, logs, metrics
+from promo_server.config import Settings, SettingsError
 from promo_server.domain import keys
 from promo_server.domain.errors import DomainError
 from promo_server.store import projects
-from promo_server.store.db import open_database
+from promo_server.store.db import open_database, utcnow
 from promo_server.store.migrate import migrate
 
 
@@ -34,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=defaults.workers,
                        help="server processes sharing the port "
                             "(env PROMO_WORKERS; default %(default)s)")
+    serve.add_argument("--tls-cert", metavar="PATH", default=defaults.tls_cert,
+                       help="PEM certificate chain; with --tls-key, serve TLS only "
+                            "(env PROMO_TLS_CERT)")
+    serve.add_argument("--tls-key", metavar="PATH", default=defaults.tls_key,
+                       help="PEM private key of --tls-cert, unencrypted (env PROMO_TLS_KEY)")
+    serve.add_argument("--tls-client-ca", metavar="PATH", default=defaults.tls_client_ca,
+                       help="PEM CA certificates; require client certificates they signed "
+                            "(mutual TLS; env PROMO_TLS_CLIENT_CA)")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT", type=_metrics_address,
+                       default=defaults.metrics_listen,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                            "(env PROMO_METRICS_LISTEN; default: none)")
 
     project = with_db(commands.add_parser(
         "create-project", help="create a project; prints its admin key as the last line"))
@@ -43,6 +56,26 @@ def _parser() -> argparse.ArgumentParser:
         "create-key", help="create an API key; prints it as the last line"))
     key.add_argument("project", help="the project's name or id")
     key.add_argument("--role", required=True, choices=keys.ROLES)
+    expiry = key.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", metavar="DURATION",
+                        help="the key stops working after DURATION: 30d, 12h or 90m")
+    expiry.add_argument("--expire-time", metavar="RFC3339",
+                        help="the key stops working at this time, like 2027-01-31T00:00:00Z")
+
+    listing = with_db(commands.add_parser(
+        "list-keys", help="list a project's keys (ids and times, never secrets)"))
+    listing.add_argument("project", help="the project's name or id")
+
+    revoke = with_db(commands.add_parser(
+        "revoke-key", help="revoke a key: every server refuses it from its next call"))
+    revoke.add_argument("key_id", help="the key's id, as list-keys shows it")
+
+    stock = with_db(commands.add_parser(
+        "set-low-stock-threshold",
+        help="warn when the project's global pool holds fewer available codes than N"))
+    stock.add_argument("project", help="the project's name or id")
+    stock.add_argument("threshold", metavar="N", type=_threshold,
+                       help="a whole number, 0 or more; 'none' for no warning")
     return parser
 
 
@@ -56,28 +89,98 @@ def _positive(text: str) -> int:
     return number
 
 
+def _metrics_address(text: str) -> str:
+    if text:
+        try:
+            metrics.parse_address(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _threshold(text: str) -> int | None:
+    if text == "none":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a number, 0 or more, or none, not {text!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     defaults = Settings()
     logs.configure(defaults.log_level, defaults.log_format)
     if args.command == "serve":
         settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
-                            workers=args.workers)
+                            workers=args.workers, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                            tls_client_ca=args.tls_client_ca, metrics_listen=args.metrics_listen)
+        if settings.workers > 1 and settings.metrics_listen:
+            print("error: --metrics-listen cannot be combined with --workers yet: each process "
+                  "counts its own calls; run one process per port instead", file=sys.stderr)
+            return 2
+        try:
+            app.load_tls(settings)  # here, before any worker process forks
+        except SettingsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         app.serve(settings)
         return 0
     try:
+        expire_time = None
+        if args.command == "create-key":
+            expire_time = keys.expiry(
+                expires_in=args.expires_in, expire_time=args.expire_time, now=utcnow()
+            )
         migrate(open_database(args.db))
+        if args.command == "list-keys":
+            print(_key_table(projects.list_keys(args.project)))
+            return 0
+        if args.command == "revoke-key":
+            revoked = projects.revoke_key(args.key_id)
+            print(f"{revoked.role} key {revoked.key_id} revoked at {_time(revoked.revoke_time)}")
+            return 0
+        if args.command == "set-low-stock-threshold":
+            pool = projects.set_low_stock_threshold(args.project, args.threshold)
+            set_to = "none" if args.threshold is None else args.threshold
+            print(f"global pool of project {pool.name!r}: low-stock threshold {set_to}")
+            return 0
         if args.command == "create-project":
             project, token = projects.create_project(args.name)
             print(f"project {project.name!r} created (id {project.id}); its admin key, shown once:")
         else:
-            token = projects.create_key(args.project, args.role)
-            print(f"{args.role} key created for project {args.project!r}; shown once:")
+            token = projects.create_key(args.project, args.role, expire_time)
+            until = f", expiring at {_time(expire_time)}" if expire_time else ""
+            print(f"{args.role} key created for project {args.project!r}{until}; shown once:")
     except DomainError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
     print(token)
     return 0
+
+
+_KEY_COLUMNS = ("KEY ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
+
+
+def _key_table(infos: list[projects.KeyInfo]) -> str:
+    """The keys as aligned columns, times in UTC, ``-`` for none (never used, say)."""
+    rows = [_KEY_COLUMNS] + [
+        (info.key_id, info.role, _time(info.create_time), _time(info.last_used_time),
+         _time(info.expire_time), _time(info.revoke_time))
+        for info in infos
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_KEY_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 if __name__ == "__main__":

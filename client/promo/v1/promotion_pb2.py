@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18promo/v1/promotion.proto\x12\x08promo.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x07\n\tPromotion\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12+\n\x04name\x18\x02 \x03(\x0b\x32\x1d.promo.v1.Promotion.NameEntry\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.promo.v1.Promotion.State\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12redeem_total_limit\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11redeem_user_limit\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11redeem_code_limit\x18\x08 \x01(\x03H\x02\x88\x01\x01\x12$\n\x08\x64iscount\x18\t \x01(\x0b\x32\x12.promo.v1.Discount\x12\x32\n\x10\x64iscounted_items\x18\n \x03(\x0b\x32\x18.promo.v1.DiscountedItem\x12\"\n\x05\x62onus\x18\x0b \x03(\x0b\x32\x13.promo.v1.BonusItem\x12:\n\x14\x61ttribute_conditions\x18\x0c \x03(\x0b\x32\x1c.promo.v1.AttributeCondition\x12\x32\n\x10price_conditions\x18\r \x03(\x0b\x32\x18.promo.v1.PriceCondition\x12\x37\n\x15item_price_conditions\x18\x0e \x03(\x0b\x32\x18.promo.v1.PriceCondition\x12\x1b\n\x13\x65xcluded_promotions\x18\x0f \x03(\t\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10redemption_count\x18\x12 \x01(\x03\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08INACTIVE\x10\x02\x42\x15\n\x13_redeem_total_limitB\x14\n\x12_redeem_user_limitB\x14\n\x12_redeem_code_limit\"=\n\x08\x44iscount\x12\x0f\n\x07percent\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"C\n\x0e\x44iscountedItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12$\n\x08\x64iscount\x18\x02 \x01(\x0b\x32\x12.promo.v1.Discount\"*\n\tBonusItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xe5\x01\n\x12\x41ttributeCondition\x12\x11\n\tattribute\x18\x01 \x01(\t\x12/\n\x04type\x18\x02 \x01(\x0e\x32!.promo.v1.AttributeCondition.Type\x12$\n\x08operator\x18\x03 \x01(\x0e\x32\x12.promo.v1.Operator\x12\r\n\x05value\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61n_be_missing\x18\x05 \x01(\x08\">\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06STRING\x10\x01\x12\n\n\x06NUMBER\x10\x02\x12\x08\n\x04\x44\x41TE\x10\x03\"E\n\x0ePriceCondition\x12$\n\x08operator\x18\x01 \x01(\x0e\x32\x12.promo.v1.Operator\x12\r\n\x05value\x18\x02 \x01(\t\"@\n\x16\x43reatePromotionRequest\x12&\n\tpromotion\x18\x01 \x01(\x0b\x32\x13.promo.v1.Promotion\"*\n\x13GetPromotionRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\"h\n\x15ListPromotionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.promo.v1.Promotion.State\"Z\n\x16ListPromotionsResponse\x12\'\n\npromotions\x18\x01 \x03(\x0b\x32\x13.promo.v1.Promotion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x16UpdatePromotionRequest\x12&\n\tpromotion\x18\x01 \x01(\x0b\x32\x13.promo.v1.Promotion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"-\n\x16\x44\x65letePromotionRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t*T\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02GT\x10\x03\x12\x06\n\x02GE\x10\x04\x12\x06\n\x02LT\x10\x05\x12\x06\n\x02LE\x10\x06\x32\x8c\x03\n\x10PromotionService\x12H\n\x0f\x43reatePromotion\x12 .promo.v1.CreatePromotionRequest\x1a\x13.promo.v1.Promotion\x12\x42\n\x0cGetPromotion\x12\x1d.promo.v1.GetPromotionRequest\x1a\x13.promo.v1.Promotion\x12S\n\x0eListPromotions\x12\x1f.promo.v1.ListPromotionsRequest\x1a .promo.v1.ListPromotionsResponse\x12H\n\x0fUpdatePromotion\x12 .promo.v1.UpdatePromotionRequest\x1a\x13.promo.v1.Promotion\x12K\n\x0f\x44\x65letePromotion\x12 .promo.v1.DeletePromotionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18promo/v1/promotion.proto\x12\x08promo.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x07\n\tPromotion\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12+\n\x04name\x18\x02 \x03(\x0b\x32\x1d.promo.v1.Promotion.NameEntry\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.promo.v1.Promotion.State\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12redeem_total_limit\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11redeem_user_limit\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x1e\n\x11redeem_code_limit\x18\x08 \x01(\x03H\x02\x88\x01\x01\x12$\n\x08\x64iscount\x18\t \x01(\x0b\x32\x12.promo.v1.Discount\x12\x32\n\x10\x64iscounted_items\x18\n \x03(\x0b\x32\x18.promo.v1.DiscountedItem\x12\"\n\x05\x62onus\x18\x0b \x03(\x0b\x32\x13.promo.v1.BonusItem\x12:\n\x14\x61ttribute_conditions\x18\x0c \x03(\x0b\x32\x1c.promo.v1.AttributeCondition\x12\x32\n\x10price_conditions\x18\r \x03(\x0b\x32\x18.promo.v1.PriceCondition\x12\x37\n\x15item_price_conditions\x18\x0e \x03(\x0b\x32\x18.promo.v1.PriceCondition\x12\x1b\n\x13\x65xcluded_promotions\x18\x0f \x03(\t\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10redemption_count\x18\x12 \x01(\x03\x12 \n\x13low_stock_threshold\x18\x13 \x01(\x03H\x03\x88\x01\x01\x12\x1c\n\x14\x61vailable_code_count\x18\x14 \x01(\x03\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08INACTIVE\x10\x02\x42\x15\n\x13_redeem_total_limitB\x14\n\x12_redeem_user_limitB\x14\n\x12_redeem_code_limitB\x16\n\x14_low_stock_threshold\"=\n\x08\x44iscount\x12\x0f\n\x07percent\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"C\n\x0e\x44iscountedItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12$\n\x08\x64iscount\x18\x02 \x01(\x0b\x32\x12.promo.v1.Discount\"*\n\tBonusItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xe5\x01\n\x12\x41ttributeCondition\x12\x11\n\tattribute\x18\x01 \x01(\t\x12/\n\x04type\x18\x02 \x01(\x0e\x32!.promo.v1.AttributeCondition.Type\x12$\n\x08operator\x18\x03 \x01(\x0e\x32\x12.promo.v1.Operator\x12\r\n\x05value\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61n_be_missing\x18\x05 \x01(\x08\">\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06STRING\x10\x01\x12\n\n\x06NUMBER\x10\x02\x12\x08\n\x04\x44\x41TE\x10\x03\"E\n\x0ePriceCondition\x12$\n\x08operator\x18\x01 \x01(\x0e\x32\x12.promo.v1.Operator\x12\r\n\x05value\x18\x02 \x01(\t\"@\n\x16\x43reatePromotionRequest\x12&\n\tpromotion\x18\x01 \x01(\x0b\x32\x13.promo.v1.Promotion\"*\n\x13GetPromotionRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\"h\n\x15ListPromotionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.promo.v1.Promotion.State\"Z\n\x16ListPromotionsResponse\x12\'\n\npromotions\x18\x01 \x03(\x0b\x32\x13.promo.v1.Promotion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x16UpdatePromotionRequest\x12&\n\tpromotion\x18\x01 \x01(\x0b\x32\x13.promo.v1.Promotion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"-\n\x16\x44\x65letePromotionRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t*T\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02GT\x10\x03\x12\x06\n\x02GE\x10\x04\x12\x06\n\x02LT\x10\x05\x12\x06\n\x02LE\x10\x06\x32\x8c\x03\n\x10PromotionService\x12H\n\x0f\x43reatePromotion\x12 .promo.v1.CreatePromotionRequest\x1a\x13.promo.v1.Promotion\x12\x42\n\x0cGetPromotion\x12\x1d.promo.v1.GetPromotionRequest\x1a\x13.promo.v1.Promotion\x12S\n\x0eListPromotions\x12\x1f.promo.v1.ListPromotionsRequest\x1a .promo.v1.ListPromotionsResponse\x12H\n\x0fUpdatePromotion\x12 .promo.v1.UpdatePromotionRequest\x1a\x13.promo.v1.Promotion\x12K\n\x0f\x44\x65letePromotion\x12 .promo.v1.DeletePromotionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROMOTION_NAMEENTRY']._loaded_options = None
   _globals['_PROMOTION_NAMEENTRY']._serialized_options = b'8\001'
-  _globals['_OPERATOR']._serialized_start=2014
-  _globals['_OPERATOR']._serialized_end=2098
+  _globals['_OPERATOR']._serialized_start=2102
+  _globals['_OPERATOR']._serialized_end=2186
   _globals['_PROMOTION']._serialized_start=135
-  _globals['_PROMOTION']._serialized_end=1063
-  _globals['_PROMOTION_NAMEENTRY']._serialized_start=895
-  _globals['_PROMOTION_NAMEENTRY']._serialized_end=938
-  _globals['_PROMOTION_STATE']._serialized_start=940
-  _globals['_PROMOTION_STATE']._serialized_end=996
-  _globals['_DISCOUNT']._serialized_start=1065
-  _globals['_DISCOUNT']._serialized_end=1126
-  _globals['_DISCOUNTEDITEM']._serialized_start=1128
-  _globals['_DISCOUNTEDITEM']._serialized_end=1195
-  _globals['_BONUSITEM']._serialized_start=1197
-  _globals['_BONUSITEM']._serialized_end=1239
-  _globals['_ATTRIBUTECONDITION']._serialized_start=1242
-  _globals['_ATTRIBUTECONDITION']._serialized_end=1471
-  _globals['_ATTRIBUTECONDITION_TYPE']._serialized_start=1409
-  _globals['_ATTRIBUTECONDITION_TYPE']._serialized_end=1471
-  _globals['_PRICECONDITION']._serialized_start=1473
-  _globals['_PRICECONDITION']._serialized_end=1542
-  _globals['_CREATEPROMOTIONREQUEST']._serialized_start=1544
-  _globals['_CREATEPROMOTIONREQUEST']._serialized_end=1608
-  _globals['_GETPROMOTIONREQUEST']._serialized_start=1610
-  _globals['_GETPROMOTIONREQUEST']._serialized_end=1652
-  _globals['_LISTPROMOTIONSREQUEST']._serialized_start=1654
-  _globals['_LISTPROMOTIONSREQUEST']._serialized_end=1758
-  _globals['_LISTPROMOTIONSRESPONSE']._serialized_start=1760
-  _globals['_LISTPROMOTIONSRESPONSE']._serialized_end=1850
-  _globals['_UPDATEPROMOTIONREQUEST']._serialized_start=1852
-  _globals['_UPDATEPROMOTIONREQUEST']._serialized_end=1965
-  _globals['_DELETEPROMOTIONREQUEST']._serialized_start=1967
-  _globals['_DELETEPROMOTIONREQUEST']._serialized_end=2012
-  _globals['_PROMOTIONSERVICE']._serialized_start=2101
-  _globals['_PROMOTIONSERVICE']._serialized_end=2497
+  _globals['_PROMOTION']._serialized_end=1151
+  _globals['_PROMOTION_NAMEENTRY']._serialized_start=959
+  _globals['_PROMOTION_NAMEENTRY']._serialized_end=1002
+  _globals['_PROMOTION_STATE']._serialized_start=1004
+  _globals['_PROMOTION_STATE']._serialized_end=1060
+  _globals['_DISCOUNT']._serialized_start=1153
+  _globals['_DISCOUNT']._serialized_end=1214
+  _globals['_DISCOUNTEDITEM']._serialized_start=1216
+  _globals['_DISCOUNTEDITEM']._serialized_end=1283
+  _globals['_BONUSITEM']._serialized_start=1285
+  _globals['_BONUSITEM']._serialized_end=1327
+  _globals['_ATTRIBUTECONDITION']._serialized_start=1330
+  _globals['_ATTRIBUTECONDITION']._serialized_end=1559
+  _globals['_ATTRIBUTECONDITION_TYPE']._serialized_start=1497
+  _globals['_ATTRIBUTECONDITION_TYPE']._serialized_end=1559
+  _globals['_PRICECONDITION']._serialized_start=1561
+  _globals['_PRICECONDITION']._serialized_end=1630
+  _globals['_CREATEPROMOTIONREQUEST']._serialized_start=1632
+  _globals['_CREATEPROMOTIONREQUEST']._serialized_end=1696
+  _globals['_GETPROMOTIONREQUEST']._serialized_start=1698
+  _globals['_GETPROMOTIONREQUEST']._serialized_end=1740
+  _globals['_LISTPROMOTIONSREQUEST']._serialized_start=1742
+  _globals['_LISTPROMOTIONSREQUEST']._serialized_end=1846
+  _globals['_LISTPROMOTIONSRESPONSE']._serialized_start=1848
+  _globals['_LISTPROMOTIONSRESPONSE']._serialized_end=1938
+  _globals['_UPDATEPROMOTIONREQUEST']._serialized_start=1940
+  _globals['_UPDATEPROMOTIONREQUEST']._serialized_end=2053
+  _globals['_DELETEPROMOTIONREQUEST']._serialized_start=2055
+  _globals['_DELETEPROMOTIONREQUEST']._serialized_end=2100
+  _globals['_PROMOTIONSERVICE']._serialized_start=2189
+  _globals['_PROMOTIONSERVICE']._serialized_end=2585
 # @@protoc_insertion_point(module_scope)

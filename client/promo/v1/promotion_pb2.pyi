@@ -30,7 +30,7 @@ LT: Operator
 LE: Operator
 
 class Promotion(_message.Message):
-    __slots__ = ("external_id", "name", "state", "start_time", "end_time", "redeem_total_limit", "redeem_user_limit", "redeem_code_limit", "discount", "discounted_items", "bonus", "attribute_conditions", "price_conditions", "item_price_conditions", "excluded_promotions", "create_time", "update_time", "redemption_count")
+    __slots__ = ("external_id", "name", "state", "start_time", "end_time", "redeem_total_limit", "redeem_user_limit", "redeem_code_limit", "discount", "discounted_items", "bonus", "attribute_conditions", "price_conditions", "item_price_conditions", "excluded_promotions", "create_time", "update_time", "redemption_count", "low_stock_threshold", "available_code_count")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Promotion.State]
@@ -64,6 +64,8 @@ class Promotion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REDEMPTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_CODE_COUNT_FIELD_NUMBER: _ClassVar[int]
     external_id: str
     name: _containers.ScalarMap[str, str]
     state: Promotion.State
@@ -82,7 +84,9 @@ class Promotion(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     redemption_count: int
-    def __init__(self, external_id: _Optional[str] = ..., name: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[Promotion.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redeem_total_limit: _Optional[int] = ..., redeem_user_limit: _Optional[int] = ..., redeem_code_limit: _Optional[int] = ..., discount: _Optional[_Union[Discount, _Mapping]] = ..., discounted_items: _Optional[_Iterable[_Union[DiscountedItem, _Mapping]]] = ..., bonus: _Optional[_Iterable[_Union[BonusItem, _Mapping]]] = ..., attribute_conditions: _Optional[_Iterable[_Union[AttributeCondition, _Mapping]]] = ..., price_conditions: _Optional[_Iterable[_Union[PriceCondition, _Mapping]]] = ..., item_price_conditions: _Optional[_Iterable[_Union[PriceCondition, _Mapping]]] = ..., excluded_promotions: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redemption_count: _Optional[int] = ...) -> None: ...
+    low_stock_threshold: int
+    available_code_count: int
+    def __init__(self, external_id: _Optional[str] = ..., name: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[Promotion.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redeem_total_limit: _Optional[int] = ..., redeem_user_limit: _Optional[int] = ..., redeem_code_limit: _Optional[int] = ..., discount: _Optional[_Union[Discount, _Mapping]] = ..., discounted_items: _Optional[_Iterable[_Union[DiscountedItem, _Mapping]]] = ..., bonus: _Optional[_Iterable[_Union[BonusItem, _Mapping]]] = ..., attribute_conditions: _Optional[_Iterable[_Union[AttributeCondition, _Mapping]]] = ..., price_conditions: _Optional[_Iterable[_Union[PriceCondition, _Mapping]]] = ..., item_price_conditions: _Optional[_Iterable[_Union[PriceCondition, _Mapping]]] = ..., excluded_promotions: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redemption_count: _Optional[int] = ..., low_stock_threshold: _Optional[int] = ..., available_code_count: _Optional[int] = ...) -> None: ...
 
 class Discount(_message.Message):
     __slots__ = ("percent", "amount", "currency")

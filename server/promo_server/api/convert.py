@@ -101,6 +101,7 @@ def promotion_from_proto(
         price_conditions=_price_conditions(msg.price_conditions),
         item_price_conditions=_price_conditions(msg.item_price_conditions),
         excluded_promotions=list(msg.excluded_promotions),
+        low_stock_threshold=limit("low_stock_threshold"),
     )
     return promotion, problems
 
@@ -150,6 +151,8 @@ def promotion_to_proto(promotion: domain.Promotion) -> pb.Promotion:
         create_time=time_to_proto(promotion.create_time),
         update_time=time_to_proto(promotion.update_time),
         redemption_count=promotion.redemption_count,
+        low_stock_threshold=promotion.low_stock_threshold,
+        available_code_count=promotion.available_code_count,
     )
 
 

@@ -16,6 +16,7 @@ import grpc
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
+from promo_server import metrics
 from promo_server.api import auth
 from promo_server.api.errors import status_of, to_status
 from promo_server.domain.errors import DomainError
@@ -107,10 +108,12 @@ def _leave(token: Any, method: str, started: float, failure: grpc.Status | None)
     else:
         project = None
     code = failure.code.name if failure is not None else "OK"
+    seconds = time.perf_counter() - started
+    metrics.record_call(method, code, seconds)
     _LOGGER.log(
         logging.DEBUG if failure is None else logging.INFO,
         "rpc method=%s code=%s ms=%.2f project=%s",
-        method, code, (time.perf_counter() - started) * 1000, project,
+        method, code, seconds * 1000, project,
     )
 
 

@@ -86,12 +86,14 @@ class Promotion:
     price_conditions: list[PriceCondition] = field(default_factory=list)
     item_price_conditions: list[PriceCondition] = field(default_factory=list)
     excluded_promotions: list[str] = field(default_factory=list)
+    low_stock_threshold: int | None = None
     create_time: datetime | None = None
     update_time: datetime | None = None
     redemption_count: int = 0
+    available_code_count: int = 0
 
 
-OUTPUT_ONLY = frozenset({"create_time", "update_time", "redemption_count"})
+OUTPUT_ONLY = frozenset({"create_time", "update_time", "redemption_count", "available_code_count"})
 IMMUTABLE = frozenset({"external_id"})
 MUTABLE = tuple(
     f.name for f in dataclasses.fields(Promotion) if f.name not in OUTPUT_ONLY | IMMUTABLE
@@ -134,7 +136,23 @@ def validate(promotion: Promotion, prefix: str = "promotion") -> list[FieldViola
             out.add(f"{p}.excluded_promotions[{i}]", problem)
         elif excluded == promotion.external_id:
             out.add(f"{p}.excluded_promotions[{i}]", "a promotion cannot exclude itself")
+    if promotion.low_stock_threshold is not None and (
+        problem := low_stock_threshold_problem(promotion.low_stock_threshold)
+    ):
+        out.add(f"{p}.low_stock_threshold", problem)
     return out.items
+
+
+def low_stock_threshold_problem(threshold: int) -> str | None:
+    """What is wrong with a pool's low-stock threshold (a promotion's or the global pool's)."""
+    if threshold < 0:
+        return "must be 0 or more when set (leave it unset for no low-stock warning)"
+    return None
+
+
+def is_low_stock(available: int, threshold: int | None) -> bool:
+    """Whether a pool holding ``available`` codes is under its threshold (None: never)."""
+    return threshold is not None and available < threshold
 
 
 def require_valid(promotion: Promotion, known: Sequence[FieldViolation] = ()) -> None:

@@ -13,7 +13,7 @@ from promo_server.domain import codes as domain
 from promo_server.domain.errors import NotFound
 from promo_server.store import promotions
 from promo_server.store.db import database, is_sqlite
-from promo_server.store.models import Attachment, Code, Profile, Promotion
+from promo_server.store.models import Attachment, Code, Profile, Promotion, available
 
 # Rows per query of an export: large enough to amortise the query, small enough
 # to keep memory flat whatever the pool's size.
@@ -48,10 +48,7 @@ def state_filter(name: str | None, now: datetime) -> ColumnBase | None:
     if name is None:
         return None
     return {
-        "AVAILABLE": Code.active
-        & Code.retire_time.is_null()
-        & Code.hand_out_time.is_null()
-        & (Code.expire_time.is_null() | (Code.expire_time > now)),
+        "AVAILABLE": available(now),
         "ATTACHED": Code.attachment_count > 0,
         "REDEEMED": Code.redemption_count > 0,
         "RETIRED": Code.retire_time.is_null(False),

@@ -31,6 +31,7 @@ from promo_server.store.models import (
     Promotion,
     PromotionUsage,
     Redemption,
+    available,
 )
 
 # The SQL of every call of ActivateCode is built once: building it per call with
@@ -187,14 +188,7 @@ def _oldest_available(project_id: int, pool: int | None, now: datetime) -> int |
     in_pool = Code.promotion.is_null() if pool is None else Code.promotion == pool
     query = (
         Code.select(Code.id)
-        .where(
-            (Code.project == project_id)
-            & in_pool
-            & Code.hand_out_time.is_null()
-            & Code.retire_time.is_null()
-            & Code.active
-            & (Code.expire_time.is_null() | (Code.expire_time > now))
-        )
+        .where((Code.project == project_id) & in_pool & available(now))
         .order_by(Code.id)
         .limit(1)
     )

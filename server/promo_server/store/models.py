@@ -6,12 +6,15 @@ their case-folded form; ``code`` keeps them as first written.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
     BooleanField,
     CharField,
+    ColumnBase,
     DateTimeField,
     ForeignKeyField,
     Model,
@@ -31,6 +34,8 @@ class Project(BaseModel):
     id = AutoField()
     name = CharField(max_length=255, unique=True)
     create_time = DateTimeField(default=utcnow)
+    # The global pool's: under this many available codes, the server warns.
+    low_stock_threshold = BigIntegerField(null=True)
 
 
 class ApiKey(BaseModel):
@@ -70,6 +75,7 @@ class Promotion(BaseModel):
     create_time = DateTimeField(default=utcnow)
     update_time = DateTimeField(default=utcnow)
     delete_time = DateTimeField(null=True)
+    low_stock_threshold = BigIntegerField(null=True)
 
 
 class Profile(BaseModel):
@@ -121,6 +127,21 @@ class Code(BaseModel):
     promotion_id: int | None
     holder_id: int | None
     issued_for_id: int | None
+
+
+def available(now: datetime) -> ColumnBase:
+    """The codes a pool can still hand out: never handed out, not retired, active, unexpired.
+
+    The one definition for AttachCode's hand-out, the AVAILABLE filter and the
+    pools' available counts. Its first two conditions are those of the partial
+    index code_available_by_pool.
+    """
+    return (
+        Code.hand_out_time.is_null()
+        & Code.retire_time.is_null()
+        & Code.active
+        & (Code.expire_time.is_null() | (Code.expire_time > now))
+    )
 
 
 class Attachment(BaseModel):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import AlreadyExists, NotFound
 from promo_server.store.db import Compiled, is_sqlite, utcnow
-from promo_server.store.models import Code
+from promo_server.store.models import Code, Project, available
 from promo_server.store.models import Promotion as Row
 
 # The domain fields kept as one JSON document in ``promotion.rules``.
@@ -31,10 +33,12 @@ _COLUMNS = (
     "redeem_total_limit",
     "redeem_user_limit",
     "redeem_code_limit",
+    "low_stock_threshold",
 )
 
 
 def insert(project_id: int, promotion: domain.Promotion) -> domain.Promotion:
+    """Stores a new promotion; its pool is empty, so its available_code_count is 0."""
     now = utcnow()
     try:
         row = Row.create(project=project_id, create_time=now, update_time=now,
@@ -66,7 +70,32 @@ def get_row(project_id: int, external_id: str, *, for_update: bool = False) -> R
 
 
 def get(project_id: int, external_id: str) -> domain.Promotion:
+    """The promotion's rules, without counting its pool (see ``counted``)."""
     return to_domain(get_row(project_id, external_id))
+
+
+def counted(project_id: int, rows: Sequence[Row]) -> list[domain.Promotion]:
+    """The promotions with their pools' available codes, counted by one query."""
+    counts = available_counts(project_id, [row.id for row in rows], utcnow())
+    return [to_domain(row, counts.get(row.id, 0)) for row in rows]
+
+
+def available_counts(
+    project_id: int, promotion_ids: Sequence[int], now: datetime
+) -> dict[int, int]:
+    """How many codes each promotion's pool could still hand out, by promotion id."""
+    if not promotion_ids:
+        return {}
+    query: Any = (
+        Code.select(Code.promotion, fn.COUNT(Code.id))
+        .where(
+            (Code.project == project_id) & Code.promotion.in_(list(promotion_ids))
+            & available(now)
+        )
+        .group_by(Code.promotion)
+        .tuples()
+    )
+    return {promotion_id: count for promotion_id, count in query}
 
 
 _BY_ID = Compiled(lambda i: Row.select().where(Row.id == i))
@@ -105,14 +134,15 @@ def page(
     rows = list(query.order_by(Row.id).limit(size + 1))
     more = len(rows) > size
     rows = rows[:size]
-    return [to_domain(r) for r in rows], (rows[-1].id if more else None)
+    return counted(project_id, rows), (rows[-1].id if more else None)
 
 
-def replace(row: Row, promotion: domain.Promotion) -> domain.Promotion:
+def replace(row: Row, promotion: domain.Promotion) -> Row:
+    """Stores the promotion's new values; returns its row as now stored."""
     values = _row_values(promotion)
     values["update_time"] = utcnow()
     Row.update(**values).where(Row.id == row.id).execute()
-    return to_domain(Row.get_by_id(row.id))
+    return Row.get_by_id(row.id)
 
 
 def delete(row: Row) -> int:
@@ -144,7 +174,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def to_domain(row: Row) -> domain.Promotion:
+def to_domain(row: Row, available_code_count: int = 0) -> domain.Promotion:
     rules = json.loads(row.rules)
     discount = rules["discount"]
     return domain.Promotion(
@@ -171,4 +201,45 @@ def to_domain(row: Row) -> domain.Promotion:
         create_time=row.create_time,
         update_time=row.update_time,
         redemption_count=row.redemption_count,
+        available_code_count=available_code_count,
     )
+
+
+class PoolStock(NamedTuple):
+    """A pool's available codes and low-stock threshold (None: no threshold)."""
+
+    project_id: int
+    promotion_id: int | None  # None: the project's global pool
+    external_id: str  # "" for the global pool
+    available: int
+    threshold: int | None
+
+
+def pool_stock(now: datetime) -> list[PoolStock]:
+    """Every pool of every project: each live promotion's and each global one.
+
+    One grouped count over the available codes, whatever the number of pools.
+    """
+    grouped: Any = (
+        Code.select(Code.project, Code.promotion, fn.COUNT(Code.id))
+        .where(available(now))
+        .group_by(Code.project, Code.promotion)
+        .tuples()
+    )
+    counts = {(project_id, promotion_id): count for project_id, promotion_id, count in grouped}
+    projects: Any = Project.select(Project.id, Project.low_stock_threshold).tuples()
+    live: Any = (
+        Row.select(Row.id, Row.project, Row.external_id, Row.low_stock_threshold)
+        .where(Row.delete_time.is_null())
+        .tuples()
+    )
+    pools = [
+        PoolStock(project_id, None, "", counts.get((project_id, None), 0), threshold)
+        for project_id, threshold in projects
+    ]
+    pools += [
+        PoolStock(project_id, promotion_id, external_id,
+                  counts.get((project_id, promotion_id), 0), threshold)
+        for promotion_id, project_id, external_id, threshold in live
+    ]
+    return pools

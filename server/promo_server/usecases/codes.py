@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
+from promo_server import metrics
 from promo_server.domain import codes as domain
 from promo_server.domain import pagination, patterns
 from promo_server.domain.csvimport import BadLine, CodeCsvReader, Rows
@@ -77,6 +78,7 @@ def import_codes(
                 raise Aborted("the import was cancelled before it was published: nothing changed")
         staged = stage.lines
     imports.refresh_statistics(published.imported)
+    metrics.record_codes_added(project_id, "import", published.imported)
     errors = sorted(bad.first + published.first_conflicts, key=lambda b: b.line)
     result = domain.ImportResult(
         imported=published.imported,
@@ -160,6 +162,7 @@ def generate(
                 hit_rate = max(added / drawn, MIN_HIT_RATE)
                 _draw(stage, pattern, math.ceil((count - generated) / hit_rate))
     imports.refresh_statistics(generated)
+    metrics.record_codes_added(project_id, "generate", generated)
     _LOGGER.info(
         "codes generated project=%s promotion=%s pattern=%s count=%d",
         project_id, promotion, text, generated,

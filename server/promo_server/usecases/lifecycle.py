@@ -12,6 +12,7 @@ from typing import Any
 
 from peewee import IntegrityError
 
+from promo_server import metrics
 from promo_server.domain import lifecycle as rules
 from promo_server.domain import pagination, rewards
 from promo_server.domain import promotions as promotion_rules
@@ -154,6 +155,7 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
         if done is None:
             raise
         return done
+    metrics.record_redemption(project_id)
     _LOGGER.info("code activated project=%s redemption=%s", project_id, redeemed.id)
     return redeemed
 
@@ -195,6 +197,7 @@ def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionVie
     with write_transaction():
         found = store.redemption(project_id, redemption_id)
         store.roll_back(found, reason, utcnow())
+    metrics.record_rollback(project_id)
     _LOGGER.info("redemption rolled back project=%s redemption=%s", project_id, redemption_id)
     return _view_of(project_id, found.id)
 

@@ -27,7 +27,8 @@ def create(
 
 
 def get(project_id: int, external_id: str) -> domain.Promotion:
-    return store.get(project_id, _required_id(external_id, "external_id"))
+    row = store.get_row(project_id, _required_id(external_id, "external_id"))
+    return store.counted(project_id, [row])[0]
 
 
 def list_page(
@@ -58,7 +59,9 @@ def update(
         current = store.to_domain(row)
         merged = dataclasses.replace(current, **{f: getattr(incoming, f) for f in fields})
         domain.require_valid(merged, known)
-        updated = store.replace(row, merged)
+        stored = store.replace(row, merged)
+    # Counted once the write lock is released: a large pool takes a while.
+    updated = store.counted(project_id, [stored])[0]
     _LOGGER.info(
         "promotion updated project=%s external_id=%s fields=%s",
         project_id, external_id, ",".join(fields),
