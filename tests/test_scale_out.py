@@ -27,11 +27,13 @@ from promo_server.store import db
 from tests.conftest import PostgresDatabases, Running, close_pool
 from tests.processes import create_project, free_port, promo_server, serving
 from tests.test_lifecycle import Api, in_parallel
+from tests.test_metrics import scrape
 
 # Channels whose connections are their own (not shared by gRPC between channels), so
 # that the kernel may send each to a different worker.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 CHANNELS = 8
+CALLS_OF_LIST = ("promo_rpc_calls_total", (("code", "OK"), ("method", "ListPromotions")))
 CART = {"currency": "USD", "items": [{"sku": "a", "quantity": 1, "unit_price": "10"}]}
 
 
@@ -235,3 +237,16 @@ def _other_writer(db_url: str) -> Iterator[None]:
     finally:
         other.rollback()
         other.close()
+
+
+def test_each_worker_serves_its_metrics_on_the_next_port(db_url: str) -> None:
+    key = create_project(db_url)
+    base = free_port()
+    with serving(db_url, None, "--workers", "2", "--metrics-listen", f"127.0.0.1:{base}") \
+            as (_, target), PromoClient(target, key, channels=CHANNELS) as client:
+        for _ in range(CHANNELS * 2):
+            client.list_promotions()
+        counted = [scrape(port)[CALLS_OF_LIST] for port in (base, base + 1)]
+
+    assert all(count >= 1 for count in counted)  # both workers served some
+    assert sum(counted) == CHANNELS * 2

@@ -35,7 +35,7 @@ from promo_server.api.guard import Guard
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.config import Settings, SettingsError
-from promo_server.metrics import MetricsEndpoint, StockWatcher
+from promo_server.metrics import MetricsEndpoint, StockWatcher, parse_address
 from promo_server.store.db import close_database, open_database
 from promo_server.store.migrate import migrate
 
@@ -285,7 +285,8 @@ def supervise(settings: Settings) -> None:
 
         def start(number: int) -> tuple[multiprocessing.process.BaseProcess, float]:
             process = context.Process(
-                target=_serve_worker, args=(worker_settings,), name=f"promo-worker-{number}"
+                target=_serve_worker, args=(_worker_metrics(worker_settings, number),),
+                name=f"promo-worker-{number}",
             )
             process.start()
             return process, time.monotonic()
@@ -319,6 +320,20 @@ def supervise(settings: Settings) -> None:
     _LOGGER.info("stopped")
     if failed:
         raise SystemExit(1)
+
+
+def _worker_metrics(settings: Settings, number: int) -> Settings:
+    """Worker ``number``'s metrics endpoint: the given port plus ``number`` (0: any free one).
+
+    Each process counts its own calls, so each is a scrape target of its own.
+    """
+    if not settings.metrics_listen:
+        return settings
+    host, port = parse_address(settings.metrics_listen)
+    if not port:
+        return settings
+    shown = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(settings, metrics_listen=f"{shown}:{port + number}")
 
 
 def _serve_worker(settings: Settings) -> None:

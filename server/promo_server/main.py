@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                             "(mutual TLS; env PROMO_TLS_CLIENT_CA)")
     serve.add_argument("--metrics-listen", metavar="HOST:PORT", type=_metrics_address,
                        default=defaults.metrics_listen,
-                       help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics; with "
+                            "--workers N, worker i at PORT+i "
                             "(env PROMO_METRICS_LISTEN; default: none)")
 
     project = with_db(commands.add_parser(
@@ -118,10 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
                             workers=args.workers, tls_cert=args.tls_cert, tls_key=args.tls_key,
                             tls_client_ca=args.tls_client_ca, metrics_listen=args.metrics_listen)
-        if settings.workers > 1 and settings.metrics_listen:
-            print("error: --metrics-listen cannot be combined with --workers yet: each process "
-                  "counts its own calls; run one process per port instead", file=sys.stderr)
-            return 2
         try:
             app.load_tls(settings)  # here, before any worker process forks
         except SettingsError as error:
