@@ -9,6 +9,7 @@ on it that the user can connect to; default the local ``test`` database).
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -155,6 +156,18 @@ def running(db_url: str) -> Iterator[Running]:
 @pytest.fixture
 def project(running: Running) -> Project:
     return running.new_project()
+
+
+def lock_for_writes(db_url: str, table: str) -> sqlite3.Connection | psycopg2.extensions.connection:
+    """Another client holding a lock that makes writes of ``table`` wait (reads go on):
+    the whole database on SQLite. Roll it back (or close it) to let them through."""
+    if db_url.startswith("sqlite"):
+        sqlite = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+        sqlite.execute("BEGIN IMMEDIATE")
+        return sqlite
+    postgres = psycopg2.connect(db_url)
+    postgres.cursor().execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    return postgres
 
 
 def bearer(key: str) -> tuple[tuple[str, str]]:

@@ -7,14 +7,14 @@ they affect go to real servers, in-process and in processes of their own.
 from __future__ import annotations
 
 import logging
-import sqlite3
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import grpc
-import psycopg2
 import pytest
 from peewee import OperationalError
 
@@ -26,8 +26,8 @@ from promo_server.main import main
 from promo_server.store import projects
 from promo_server.store.db import database, utcnow
 from promo_server.store.models import ApiKey
-from tests.conftest import Project, Running, bearer
-from tests.processes import create_project, serving
+from tests.conftest import Project, Running, bearer, lock_for_writes
+from tests.processes import create_project, promo_server, serving
 from tests.rpc import error_reason, refused
 
 NOW = datetime(2026, 11, 22, 6, 0, 0)
@@ -307,13 +307,23 @@ def test_revoke_key_of_no_key_is_an_error(server_cli: Cli, given: str, message: 
 # What the servers do with it.
 
 
-def test_a_revoked_key_is_refused_at_once(
-    running: Running, project: Project, server_cli: Cli
-) -> None:
+def operator(db_url: str, *args: str) -> Result:
+    """`promo-server ARGS` in a process of its own, as an operator runs it beside a server.
+
+    Not main() in this process: it would open the database anew under the
+    in-process server's feet (one database handle per process).
+    """
+    env = {**os.environ, "PROMO_DATABASE_URL": db_url}
+    done = subprocess.run(promo_server(*args), env=env, capture_output=True, text=True,
+                          timeout=60)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def test_a_revoked_key_is_refused_at_once(running: Running, project: Project) -> None:
     with running.channel() as channel:
         assert list_promotions(channel, project.read_key) == []
 
-        assert server_cli("revoke-key", key_id(project.read_key)).code == 0
+        assert operator(running.db_url, "revoke-key", key_id(project.read_key)).code == 0
 
         error = refused(lambda: list_promotions(channel, project.read_key), UNAUTHENTICATED)
         assert error.details() == "this API key has been revoked"
@@ -321,11 +331,9 @@ def test_a_revoked_key_is_refused_at_once(
         assert list_promotions(channel, project.admin_key) == []
 
 
-def test_an_expired_key_is_refused_saying_so(
-    running: Running, project: Project, server_cli: Cli
-) -> None:
-    token = created_key(server_cli("create-key", str(project.id), "--role", "read",
-                                   "--expires-in", "90m"))
+def test_an_expired_key_is_refused_saying_so(running: Running, project: Project) -> None:
+    token = created_key(operator(running.db_url, "create-key", str(project.id), "--role", "read",
+                                 "--expires-in", "90m"))
     with running.channel() as channel:
         assert list_promotions(channel, token) == []
         # Let the 90 minutes pass.
@@ -375,21 +383,10 @@ def test_a_keys_last_use_is_recorded(running: Running, project: Project) -> None
     assert unused[key_id(project.admin_key)].last_used_time is None
 
 
-def _lock_keys(db_url: str) -> sqlite3.Connection | psycopg2.extensions.connection:
-    """Another client holding a lock that makes writes of keys wait (reads go on)."""
-    if db_url.startswith("sqlite"):
-        sqlite = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        sqlite.execute("BEGIN IMMEDIATE")
-        return sqlite
-    postgres = psycopg2.connect(db_url)
-    postgres.cursor().execute("LOCK TABLE api_key IN EXCLUSIVE MODE")
-    return postgres
-
-
 def test_a_call_does_not_wait_for_its_use_to_be_written(
     running: Running, project: Project
 ) -> None:
-    blocker = _lock_keys(running.db_url)
+    blocker = lock_for_writes(running.db_url, "api_key")
     try:
         with running.channel() as channel:
             assert list_promotions(channel, project.read_key) == []

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import grpc
-import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -22,7 +20,7 @@ from promo.v1 import promotion_pb2 as pb
 from promo_server.domain import keys
 from promo_server.store.db import database
 from promo_server.store.models import ApiKey
-from tests.conftest import Project, Running, bearer
+from tests.conftest import Project, Running, bearer, lock_for_writes
 from tests.processes import create_project, free_port, promo_server
 from tests.rpc import refused
 
@@ -164,20 +162,9 @@ def test_serve_stops_gracefully_on_signals(db_url: str, signum: int) -> None:
     assert "stopping" in log and '"stopped"' in log
 
 
-def _lock_promotions(db_url: str) -> sqlite3.Connection | psycopg2.extensions.connection:
-    """Another client holding a lock that makes writes of promotions wait."""
-    if db_url.startswith("sqlite"):
-        sqlite = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        sqlite.execute("BEGIN IMMEDIATE")
-        return sqlite
-    postgres = psycopg2.connect(db_url)
-    postgres.cursor().execute("LOCK TABLE promotion IN EXCLUSIVE MODE")
-    return postgres
-
-
 def test_stop_lets_a_call_in_flight_finish(running: Running, project: Project) -> None:
     """A call waiting on the database when the stop begins still gets its answer."""
-    blocker = _lock_promotions(running.db_url)
+    blocker = lock_for_writes(running.db_url, "promotion")
     with running.channel() as channel:
         stub = promotion_pb2_grpc.PromotionServiceStub(channel)
         in_flight = stub.CreatePromotion.future(

@@ -65,6 +65,10 @@ class Redeemable(NamedTuple):
     promo_external_id: str
     promo_version: Any  # update_time as stored: what a redemption checks is unchanged
     promo_redemption_count: int
+    # The profile asked for by profile_id, read in the same query: None if not asked
+    # for that way, or not found.
+    profile_row_id: int | None = None
+    profile_attributes: str = "{}"
 
 
 class Stale(Exception):
@@ -74,23 +78,35 @@ class Stale(Exception):
 _REDEEMABLE = (
     "SELECT c.id, c.code, c.promotion_id, c.issued_for_id, c.active, "
     "c.retire_time IS NOT NULL, c.expire_time, c.holder_id, c.redemption_count, "
-    "p.id, p.external_id, p.update_time, p.redemption_count "
+    "p.id, p.external_id, p.update_time, p.redemption_count{profile_columns} "
     "FROM code c LEFT JOIN promotion p ON p.id = coalesce(c.promotion_id, c.issued_for_id) "
-    "WHERE c.project_id = ? AND c.code_key = ?"
+    "{profile_join}WHERE c.project_id = ? AND c.code_key = ?"
+)
+_REDEEMABLE_ALONE = _REDEEMABLE.format(profile_columns="", profile_join="")
+_REDEEMABLE_WITH_PROFILE = _REDEEMABLE.format(
+    profile_columns=", pr.id, pr.attributes",
+    profile_join="LEFT JOIN profile pr ON pr.project_id = c.project_id AND pr.profile_id = ? ",
 )
 _EXPIRE_TIME = Code.expire_time.python_value
 
 
-def redeemable(project_id: int, code: str) -> Redeemable | None:
-    row = execute(_REDEEMABLE, (project_id, key_of(code))).fetchone()
+def redeemable(project_id: int, code: str, profile_id: str | None = None) -> Redeemable | None:
+    """The code, its promotion's version and counts, and the profile named ``profile_id``
+    (when given): one query, where a call would otherwise make three round trips."""
+    if profile_id is None:
+        row = execute(_REDEEMABLE_ALONE, (project_id, key_of(code))).fetchone()
+    else:
+        row = execute(_REDEEMABLE_WITH_PROFILE, (profile_id, project_id, key_of(code))).fetchone()
     if row is None:
         return None
     (id_, text, promotion_id, issued_for_id, active, retired, expire_time, holder_id,
-     redemption_count, promo_id, promo_external_id, promo_version, promo_count) = row
+     redemption_count, promo_id, promo_external_id, promo_version, promo_count) = row[:13]
+    profile_row_id, attributes = row[13:] if profile_id is not None else (None, "{}")
     return Redeemable(
         id_, text, promotion_id, issued_for_id, bool(active), bool(retired),
         _EXPIRE_TIME(expire_time), holder_id, redemption_count,
         promo_id, promo_external_id or "", promo_version, promo_count or 0,
+        profile_row_id, attributes or "{}",
     )
 
 

@@ -248,7 +248,9 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
     """Every check before the limits, in the contract's order; the reward if all pass."""
     now = utcnow()
     require_code(attempt.code, "code")
-    row = store.redeemable(project_id, attempt.code)
+    ref = _required_profile(attempt.profile)
+    by_id = ref.value if ref.by == "profile_id" else None
+    row = store.redeemable(project_id, attempt.code, by_id)
     if row is None:
         raise NotFound(f"code {attempt.code!r} not found")
     rules.check_code(rules.CodeState(row.code, row.active, row.retired, row.expire_time), now)
@@ -256,7 +258,11 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
         promotions.by_version(row.promo_id, row.promo_version) if row.promo_id is not None
         else None
     )
-    profile = _profile(project_id, attempt.profile, create=create_profile)
+    if row.profile_row_id is not None:
+        profile = Profile(id=row.profile_row_id, profile_id=ref.value,
+                          attributes=row.profile_attributes)
+    else:
+        profile = _profile(project_id, ref, create=create_profile)
     if row.holder_id is not None and row.holder_id != profile.id:
         raise rules.refuse(
             rules.CODE_ATTACHED_TO_OTHER_PROFILE,
