@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/promo/v1/*.proto)
 GEN    := client
 BUF_VERSION ?= 1.75.0
 
-.PHONY: install run test test-sqlite test-postgres proto proto-check lint bench clean
+.PHONY: install run test test-sqlite test-postgres proto proto-check lint bench soak clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,11 @@ lint: install .tools/node_modules/.bin/buf
 bench: install
 	$(PY) -m bench
 	$(PY) -m bench --profile activate --calls 300  # where one redeem's time goes
+
+# A long mixed workload on each database; SOAK_MINUTES per database (default 10).
+SOAK_MINUTES ?= 10
+soak: install
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) .tools .proto-check build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,7 +40,8 @@ SQLITE_PRAGMAS = (
     ("foreign_keys", 1),
     ("synchronous", "normal"),
     ("busy_timeout", int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)),
-    ("cache_size", -64 * 1024),  # KiB
+    # KiB per connection, and the pool holds --threads + 1 of them: a bound on memory.
+    ("cache_size", -8 * 1024),
     # Writers never checkpoint: SQLite's automatic checkpoint made every
     # thousandth commit copy the log into the database while its writer still
     # held the write lock. A thread of its own does it (Checkpointer).
