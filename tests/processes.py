@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 import grpc
 
@@ -34,23 +37,27 @@ def create_project(db_url: str, name: str = "demo") -> str:
 
 @contextmanager
 def serving(
-    db_url: str, port: int | None = None, *args: str
+    db_url: str, port: int | None = None, *args: str, log: IO[str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`promo-server serve [ARGS]` on a loopback port, ready for calls: (process, target)."""
+    """`promo-server serve [ARGS]` on a loopback port, ready for calls: (process, target).
+
+    Its log goes to ``log``, else to a temporary file: never to a pipe, which a
+    busy server would fill (one line per activation) and then block on.
+    """
     port = port or free_port()
     env = {**os.environ, "PROMO_DATABASE_URL": db_url}
-    server = subprocess.Popen(
-        promo_server("serve", "--listen", f"127.0.0.1:{port}", *args),
-        env=env, stderr=subprocess.PIPE, text=True,
-    )
-    target = f"127.0.0.1:{port}"
-    try:
-        with grpc.insecure_channel(target) as channel:
-            grpc.channel_ready_future(channel).result(timeout=20)
-        yield server, target
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGKILL)
-        server.wait(timeout=20)
-        if server.stderr:
-            server.stderr.close()
+    with contextlib.ExitStack() as stack:
+        sink = log or stack.enter_context(tempfile.TemporaryFile("w+"))
+        server = subprocess.Popen(
+            promo_server("serve", "--listen", f"127.0.0.1:{port}", *args),
+            env=env, stderr=sink, text=True,
+        )
+        target = f"127.0.0.1:{port}"
+        try:
+            with grpc.insecure_channel(target) as channel:
+                grpc.channel_ready_future(channel).result(timeout=20)
+            yield server, target
+        finally:
+            if server.poll() is None:
+                server.send_signal(signal.SIGKILL)
+            server.wait(timeout=20)

@@ -430,6 +430,18 @@ def test_a_global_code_never_issued_redeems_once_with_an_empty_reward(api: Api) 
     assert reason_of(lambda: api.activate("FREE-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
 
 
+def test_a_global_code_issued_for_a_promotion_redeems_once(api: Api) -> None:
+    promo = api.promotion("p")  # no redeem_code_limit: its own codes redeem without limit
+    api.pool("", "G-1")
+    assert api.attach("ann", promo).code == "G-1"
+
+    api.activate("G-1", "ann")
+
+    assert reason_of(lambda: api.activate("G-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
+    assert not api.validate("G-1", "ann").valid
+    assert api.code("G-1").redemption_count == 1
+
+
 def test_redemptions_page_by_promotion_and_profile(api: Api) -> None:
     promo = api.promotion("p")
     api.pool(promo, *[f"L-{i}" for i in range(7)])

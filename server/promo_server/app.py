@@ -29,11 +29,12 @@ from promo.v1 import (
     promotion_pb2,
     promotion_pb2_grpc,
 )
-from promo_server.api import auth
+from promo_server.api import auth, throttle
 from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
+from promo_server.api.wellformed import WellFormed
 from promo_server.config import Settings, SettingsError
 from promo_server.metrics import MetricsEndpoint, StockWatcher, parse_address
 from promo_server.store.db import close_database, open_database
@@ -168,12 +169,17 @@ def _check_pem_files(settings: Settings) -> None:
         raise SettingsError(f"{_TLS_KEY}: {settings.tls_key} {problem}") from None
 
 
+# How much larger than the largest allowed message gRPC accepts before refusing it itself.
+RECEIVE_SLACK = 4
+
+
 def create_server(
     address: str, db_url: str, settings: Settings | None = None
 ) -> tuple[Server, int]:
     """Opens and migrates the database, and binds a server to ``address`` (port 0: any)."""
     settings = settings or Settings(database_url=db_url, listen=address)
     tls = load_tls(settings)  # before the database: a bad file must change nothing
+    guesses = throttle.from_settings(settings)
     # One connection more than the workers, for the stock watcher's counts.
     db = open_database(db_url, pool_size=settings.threads + 1,
                        statement_timeout=settings.statement_timeout_seconds)
@@ -181,7 +187,10 @@ def create_server(
     db.close()  # connections are per thread: each worker opens its own
 
     options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # gRPC itself refuses only messages far over the limit: one it refuses ends
+        # a client stream as if the client had finished it, and an import would
+        # publish what came before. WellFormed refuses the rest as an error.
+        ("grpc.max_receive_message_length", settings.max_message_bytes * RECEIVE_SLACK),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         # Only the processes of `serve --workers N` share a port; a second
         # server started by mistake on a taken port must fail, not share it.
@@ -191,11 +200,12 @@ def create_server(
     auth.record_uses_on(workers)
     grpc_server = grpc.server(
         workers,
-        interceptors=[Guard()],
+        # The guard first: it authenticates and maps what the inner ones raise.
+        interceptors=[Guard(), WellFormed(settings.max_message_bytes)],
         options=options,
     )
     promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), grpc_server)
-    code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(), grpc_server)
+    code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(guesses), grpc_server)
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), grpc_server)
 
     health_servicer = health.HealthServicer()

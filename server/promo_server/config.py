@@ -55,6 +55,14 @@ class Settings:
     tls_cert: str = field(default_factory=lambda: _env("PROMO_TLS_CERT", ""))
     tls_key: str = field(default_factory=lambda: _env("PROMO_TLS_KEY", ""))
     tls_client_ca: str = field(default_factory=lambda: _env("PROMO_TLS_CLIENT_CA", ""))
+    # Code-guessing defence, per API key and per process: each unknown code asked of
+    # ValidateCode/ActivateCode takes a token; with none left the key's ValidateCode and
+    # ActivateCode calls are refused until one is back. The bucket holds guess_burst
+    # tokens and refills guess_per_second a second; either 0 turns the defence off.
+    guess_burst: int = field(default_factory=lambda: int(_env("PROMO_GUESS_BURST", "20")))
+    guess_per_second: float = field(
+        default_factory=lambda: float(_env("PROMO_GUESS_PER_SECOND", "1.0"))
+    )
 
     def describe(self) -> dict[str, object]:
         """The settings for the start-up log, with any password in the URL hidden."""

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 from promo_server import app, logs, metrics
+from promo_server.api import throttle
 from promo_server.config import Settings, SettingsError
 from promo_server.domain import keys
 from promo_server.domain.errors import DomainError
-from promo_server.store import projects
+from promo_server.domain.values import parse_rfc3339
+from promo_server.store import audit, invariants, projects
 from promo_server.store.db import open_database, utcnow
 from promo_server.store.migrate import migrate
+
+AUDIT_LIMIT = 50
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +82,24 @@ def _parser() -> argparse.ArgumentParser:
     stock.add_argument("project", help="the project's name or id")
     stock.add_argument("threshold", metavar="N", type=_threshold,
                        help="a whole number, 0 or more; 'none' for no warning")
+
+    audit_log = with_db(commands.add_parser(
+        "audit", help="list a project's admin changes, newest first: who, what, when"))
+    audit_log.add_argument("project", help="the project's name or id")
+    audit_log.add_argument("--since", metavar="RFC3339", type=_since,
+                           help="only changes at or after this time, like 2027-01-31T00:00:00Z")
+    audit_log.add_argument("--limit", metavar="N", type=_positive, default=AUDIT_LIMIT,
+                           help="at most N changes (default %(default)s)")
+
+    with_db(commands.add_parser(
+        "check",
+        help="verify the stored counters, attachments and limits; exit 1 listing each breach",
+        description="Verify the database: every code's, promotion's and profile's redemption "
+                    "counter equals its live redemptions; no single-use code has two "
+                    "holders; no code, profile or promotion limit is exceeded; no row points "
+                    "at a missing one; no code was attached after it was retired. Reads one "
+                    "snapshot, so it may run beside live servers. A limit lowered below what "
+                    "was already redeemed shows as a breach."))
     return parser
 
 
@@ -97,6 +120,15 @@ def _metrics_address(text: str) -> str:
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def _since(text: str) -> datetime:
+    moment = parse_rfc3339(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time with its offset, like 2027-01-31T00:00:00Z"
+        )
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _threshold(text: str) -> int | None:
@@ -121,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
                             tls_client_ca=args.tls_client_ca, metrics_listen=args.metrics_listen)
         try:
             app.load_tls(settings)  # here, before any worker process forks
+            throttle.from_settings(settings)
         except SettingsError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         app.serve(settings)
         return 0
+    if args.command == "check":
+        return _check(args.db)
     try:
         expire_time = None
         if args.command == "create-key":
@@ -135,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         migrate(open_database(args.db))
         if args.command == "list-keys":
             print(_key_table(projects.list_keys(args.project)))
+            return 0
+        if args.command == "audit":
+            found = projects.find_project(args.project)
+            print(_audit_table(audit.entries(found.id, since=args.since, limit=args.limit)))
             return 0
         if args.command == "revoke-key":
             revoked = projects.revoke_key(args.key_id)
@@ -159,17 +198,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _check(url: str) -> int:
+    """Prints a one-line summary when every invariant holds, else one line per breach."""
+    migrate(open_database(url, statement_timeout=0))
+    report = invariants.check()
+    for line in report.lines():
+        print(line)
+    print(report.summary())
+    return 1 if report.breaches else 0
+
+
 _KEY_COLUMNS = ("KEY ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
 
 
 def _key_table(infos: list[projects.KeyInfo]) -> str:
     """The keys as aligned columns, times in UTC, ``-`` for none (never used, say)."""
-    rows = [_KEY_COLUMNS] + [
+    return _table(_KEY_COLUMNS, [
         (info.key_id, info.role, _time(info.create_time), _time(info.last_used_time),
          _time(info.expire_time), _time(info.revoke_time))
         for info in infos
-    ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_KEY_COLUMNS))]
+    ])
+
+
+_AUDIT_COLUMNS = ("TIME", "ACTOR", "ACTION", "RESOURCE", "DETAILS")
+
+
+def _audit_table(entries: list[audit.Entry]) -> str:
+    """The entries as aligned columns; details as ``name=value`` pairs, values in JSON."""
+    return _table(_AUDIT_COLUMNS, [
+        (_time(entry.create_time), entry.actor, entry.action, entry.resource,
+         " ".join(f"{name}={json.dumps(value, default=str)}"
+                  for name, value in entry.details.items()))
+        for entry in entries
+    ])
+
+
+def _table(header: tuple[str, ...], cells: list[tuple[str, ...]]) -> str:
+    rows = [header, *cells]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows

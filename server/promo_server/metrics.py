@@ -53,6 +53,12 @@ REDEMPTIONS = Counter(
     ("project",),
 )
 ROLLBACKS = Counter("promo_rollbacks", "Redemptions rolled back", ("project",))
+GUESS_THROTTLED = Counter(
+    "promo_guess_throttled",
+    "ValidateCode and ActivateCode calls refused because their key asked for too many "
+    "unknown codes",
+    ("project",),
+)
 CODES_IMPORTED = Counter(
     "promo_codes_imported",
     "Codes added to pools, by ImportCodes (source=import) or GenerateCodes (source=generate)",
@@ -87,6 +93,10 @@ def record_redemption(project_id: int) -> None:
 
 def record_rollback(project_id: int) -> None:
     ROLLBACKS.labels(str(project_id)).inc()
+
+
+def record_guess_throttled(project_id: int) -> None:
+    GUESS_THROTTLED.labels(str(project_id)).inc()
 
 
 def record_codes_added(project_id: int, source: str, count: int) -> None:

@@ -32,6 +32,7 @@ _READ_PREFIXES = ("Get", "List", "Export")
 class Principal:
     project_id: int
     role: str
+    key_id: str  # public: it names the key in the audit log and the guessing defence
 
 
 _CURRENT: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
@@ -79,7 +80,7 @@ def authenticate(metadata: Sequence[tuple[str, str | bytes]], method: str) -> Pr
     _USES.record(parsed[0])
     if not allowed(record.role, method):
         raise PermissionDenied(f"a {record.role!r} key may not call {method}")
-    return Principal(record.project_id, record.role)
+    return Principal(record.project_id, record.role, parsed[0])
 
 
 def _bearer(metadata: Sequence[tuple[str, str | bytes]]) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2
@@ -19,16 +19,21 @@ from promo_server.api.convert import (
     time_from_proto,
     time_to_proto,
 )
+from promo_server.api.throttle import GuessThrottle
 from promo_server.domain import codes as domain
 from promo_server.domain import rewards
 from promo_server.domain.codes import ProfileRef
-from promo_server.domain.errors import FieldViolation, InvalidArgument
+from promo_server.domain.errors import FieldViolation, InvalidArgument, NotFound
 from promo_server.usecases import codes, lifecycle
 
 MAX_REQUEST_ID = 255
+T = TypeVar("T")
 
 
 class CodeService(code_pb2_grpc.CodeServiceServicer):
+    def __init__(self, guesses: GuessThrottle) -> None:
+        self._guesses = guesses
+
     def ImportCodes(
         self, request_iterator: Iterable[pb.ImportCodesRequest], context: grpc.ServicerContext
     ) -> pb.ImportCodesResponse:
@@ -116,7 +121,9 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
 
     def ValidateCode(self, request: pb.ValidateCodeRequest, context: grpc.ServicerContext
                      ) -> pb.ValidateCodeResponse:
-        valid, reason, reward = lifecycle.validate(auth.current().project_id, _attempt(request))
+        valid, reason, reward = self._unless_guessing(
+            lambda project_id: lifecycle.validate(project_id, _attempt(request))
+        )
         return pb.ValidateCodeResponse(
             valid=valid, reason=reason,
             reward=reward_to_proto(lifecycle.reward_dict(reward)) if reward else None,
@@ -124,8 +131,12 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
 
     def ActivateCode(self, request: pb.ActivateCodeRequest, context: grpc.ServicerContext
                      ) -> pb.Redemption:
-        attempt = _attempt(request, request.request_id)
-        return redemption_to_proto(lifecycle.activate(auth.current().project_id, attempt))
+        redeemed = self._unless_guessing(
+            lambda project_id: lifecycle.activate(
+                project_id, _attempt(request, request.request_id)
+            )
+        )
+        return redemption_to_proto(redeemed)
 
     def RollbackRedemption(
         self, request: pb.RollbackRedemptionRequest, context: grpc.ServicerContext
@@ -149,6 +160,17 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
         return pb.ListRedemptionsResponse(
             redemptions=[redemption_to_proto(r) for r in items], next_page_token=token
         )
+
+    def _unless_guessing(self, call: Callable[[int], T]) -> T:
+        """Runs ``call`` with the caller's project, unless its key asked for too many
+        unknown codes; a NOT_FOUND answer counts as one more."""
+        principal = auth.current()
+        self._guesses.admit(principal.key_id, principal.project_id)
+        try:
+            return call(principal.project_id)
+        except NotFound:
+            self._guesses.miss(principal.key_id)
+            raise
 
 
 def _profile_ref(ref: profile_pb2.ProfileRef) -> ProfileRef | None:

@@ -12,6 +12,7 @@ from promo.v1 import promotion_pb2 as pb
 from promo_server.domain import codes
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation
+from promo_server.domain.values import text_problem
 
 _EPOCH = datetime(1970, 1, 1)
 # The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
@@ -171,6 +172,9 @@ def profile_ref_from_proto(
     value = getattr(ref, kind)
     if not value:
         problems.append(FieldViolation(f"{path}.{kind}", "must not be empty"))
+    elif kind == "profile_id" and (problem := text_problem(value)):
+        # An unknown profile_id creates the profile: it must be one UpsertProfile accepts.
+        problems.append(FieldViolation(f"{path}.{kind}", problem))
     return codes.ProfileRef(kind, value)
 
 

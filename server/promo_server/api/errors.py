@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from promo_server.domain.errors import DomainError, InvalidArgument
+from promo_server.domain.errors import DomainError, InvalidArgument, ResourceExhausted
 
 ERROR_DOMAIN = "promo.v1"
+# A status travels in trailing metadata, which gRPC clients refuse over 8 KiB (soft) to
+# 16 KiB (hard) with a bare RESOURCE_EXHAUSTED that hides the error; messages and
+# violations quote the caller's input, which can be far larger. These keep the
+# metadata under about 6 KiB: a message, and the first violations, each cut short
+# (in bytes of UTF-8).
+MAX_MESSAGE = 512
+MAX_VIOLATIONS = 10
+MAX_FIELD = 128
+MAX_DESCRIPTION = 200
 
 
 def to_status(error: DomainError) -> grpc.Status:
@@ -17,14 +28,37 @@ def to_status(error: DomainError) -> grpc.Status:
     details: list[any_pb2.Any] = []
     if isinstance(error, InvalidArgument):
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_cut(v.field, MAX_FIELD), description=_cut(v.description, MAX_DESCRIPTION)
+            )
+            for v in error.violations[:MAX_VIOLATIONS]
         ])))
     if error.reason:
         info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
         details.append(_pack(info))
-    status = status_pb2.Status(code=code, message=error.message, details=details)
+    if isinstance(error, ResourceExhausted) and error.retry_delay is not None:
+        # Rounded up: a client that waits exactly this long finds the token back.
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(math.ceil(error.retry_delay * 1000))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    status = status_pb2.Status(code=code, message=_message(error), details=details)
     return rpc_status.to_status(status)
+
+
+def _message(error: DomainError) -> str:
+    message = _cut(error.message, MAX_MESSAGE)
+    if isinstance(error, InvalidArgument) and len(error.violations) > MAX_VIOLATIONS:
+        message += f" ({len(error.violations)} problems; the details list the first "
+        message += f"{MAX_VIOLATIONS})"
+    return message
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` bytes of UTF-8, ending in "..." when cut."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "..."
 
 
 def status_of(code: grpc.StatusCode, message: str) -> grpc.Status:

@@ -20,6 +20,7 @@ from promo_server import metrics
 from promo_server.api import auth
 from promo_server.api.errors import status_of, to_status
 from promo_server.domain.errors import DomainError
+from promo_server.store import audit
 from promo_server.store.db import database, discard_idle_connections
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,14 +98,16 @@ def _guard_stream(behavior: Behavior, method: str) -> Behavior:
 def _enter(context: grpc.ServicerContext, method: str) -> Any:
     database.connect(reuse_if_open=True)
     principal = auth.authenticate(context.invocation_metadata(), method)  # type: ignore[arg-type]
-    return auth.set_current(principal)
+    return auth.set_current(principal), audit.acting_as(principal.key_id)
 
 
 def _leave(token: Any, method: str, started: float, failure: grpc.Status | None) -> None:
     database.close()  # back to the pool
     if token is not None:
         project = auth.current().project_id
-        auth.reset_current(token)
+        principal_token, actor_token = token
+        auth.reset_current(principal_token)
+        audit.stop_acting(actor_token)
     else:
         project = None
     code = failure.code.name if failure is not None else "OK"

@@ -71,6 +71,12 @@ class FailedPrecondition(DomainError):
 class ResourceExhausted(DomainError):
     kind = Kind.RESOURCE_EXHAUSTED
 
+    def __init__(self, message: str, *, reason: str = "", retry_delay: float | None = None
+                 ) -> None:
+        super().__init__(message, reason=reason)
+        # Seconds until a retry may succeed, when the server knows.
+        self.retry_delay = retry_delay
+
 
 class Unauthenticated(DomainError):
     kind = Kind.UNAUTHENTICATED

@@ -65,10 +65,11 @@ def check_promotion(promotion: promotions.Promotion, now: datetime) -> None:
         raise refuse(PROMOTION_ENDED, f"promotion {name!r} ended {promotion.end_time}Z")
 
 
-def code_limit(promotion: promotions.Promotion | None) -> int | None:
-    """How often one code may be redeemed: global-pool codes are single-use."""
-    return 1 if promotion is None else promotion.redeem_code_limit
+def code_limit(promotion: promotions.Promotion | None, in_global_pool: bool) -> int | None:
+    """How often one code may be redeemed: global-pool codes are single-use, whatever
+    the redeem_code_limit of the promotion they were issued for."""
+    return 1 if promotion is None or in_global_pool else promotion.redeem_code_limit
 
 
 def is_single_use(promotion: promotions.Promotion | None, in_global_pool: bool) -> bool:
-    return in_global_pool or code_limit(promotion) == 1
+    return code_limit(promotion, in_global_pool) == 1

@@ -298,7 +298,8 @@ def redeem(
     """
     public_id = str(uuid.uuid4())
     count_code = (now, code.id, now, profile_id, code.promotion_id or 0,
-                  code.issued_for_id or 0, rules.code_limit(promotion))
+                  code.issued_for_id or 0,
+                  rules.code_limit(promotion, in_global_pool=code.promotion_id is None))
     record = (public_id, project_id, code.id, code.promo_id, profile_id, request_id or None,
               rules.REDEEMED, reward, now)
     user = total = None

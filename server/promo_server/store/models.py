@@ -185,6 +185,24 @@ class PromotionUsage(BaseModel):
     redemption_count = BigIntegerField(default=0)
 
 
+class AuditEntry(BaseModel):
+    """An admin change: who made it (a key id, or "operator"), what, to what, and when.
+
+    Written in the change's own transaction: neither exists without the other.
+    """
+
+    id = BigAutoField()
+    project = ForeignKeyField(Project, on_delete="CASCADE")
+    actor = CharField(max_length=32)
+    action = CharField(max_length=64)
+    resource = TextField()
+    details = TextField(default="{}")  # JSON: counts, fields, mode...
+    create_time = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "audit_log"
+
+
 ALL_MODELS = (
     Project,
     ApiKey,
@@ -195,4 +213,5 @@ ALL_MODELS = (
     Attachment,
     Redemption,
     PromotionUsage,
+    AuditEntry,
 )

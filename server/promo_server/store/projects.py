@@ -16,6 +16,7 @@ from promo_server.domain.errors import (
 )
 from promo_server.domain.promotions import low_stock_threshold_problem
 from promo_server.domain.values import text_problem
+from promo_server.store import audit
 from promo_server.store.db import Compiled, utcnow, write_transaction
 from promo_server.store.models import ApiKey, Project
 
@@ -58,8 +59,9 @@ def create_project(name: str) -> tuple[Project, str]:
             project = Project.create(name=name)
         except IntegrityError:
             raise AlreadyExists(f"a project named {name!r} already exists") from None
-        token = _insert_key(project.id, "admin")
-    return project, token
+        admin = _insert_key(project.id, "admin")
+        audit.record(project.id, "create-project", f"project/{name}", admin_key=admin.key_id)
+    return project, admin.token
 
 
 def find_project(name_or_id: str) -> Project:
@@ -80,6 +82,7 @@ def set_low_stock_threshold(name_or_id: str, threshold: int | None) -> Project:
     with write_transaction():
         project = find_project(name_or_id)
         Project.update(low_stock_threshold=threshold).where(Project.id == project.id).execute()
+        audit.record(project.id, "set-low-stock-threshold", audit.pool(""), threshold=threshold)
     project.low_stock_threshold = threshold
     return project
 
@@ -91,10 +94,16 @@ def create_key(
     if role not in keys.ROLES:
         raise InvalidArgument.field("role", f"must be one of {', '.join(keys.ROLES)}")
     with write_transaction():
-        return _insert_key(find_project(project_name_or_id).id, role, expire_time)
+        project_id = find_project(project_name_or_id).id
+        new = _insert_key(project_id, role, expire_time)
+        audit.record(project_id, "create-key", f"key/{new.key_id}", role=role,
+                     expire_time=expire_time)
+    return new.token
 
 
-def _insert_key(project_id: int, role: str, expire_time: datetime | None = None) -> str:
+def _insert_key(
+    project_id: int, role: str, expire_time: datetime | None = None
+) -> keys.NewKey:
     new = keys.make_key()
     ApiKey.create(
         key_id=new.key_id,
@@ -105,7 +114,7 @@ def _insert_key(project_id: int, role: str, expire_time: datetime | None = None)
         create_time=utcnow(),
         expire_time=expire_time,
     )
-    return new.token
+    return new
 
 
 def list_keys(project_name_or_id: str) -> list[KeyInfo]:
@@ -126,6 +135,8 @@ def revoke_key(key_id: str) -> KeyInfo:
             (ApiKey.key_id == key_id) & ApiKey.revoke_time.is_null()
         ).execute()
         row = ApiKey.get_or_none(ApiKey.key_id == key_id)
+        if row is not None and revoked:
+            audit.record(row.__data__["project"], "revoke-key", f"key/{key_id}", role=row.role)
     if row is None:
         raise NotFound(f"no key with id {key_id!r}")
     if not revoked:

@@ -17,8 +17,8 @@ from promo_server.domain.errors import (
     FieldViolation,
     InvalidArgument,
 )
+from promo_server.store import audit, imports, profiles
 from promo_server.store import codes as store
-from promo_server.store import imports, profiles
 from promo_server.store.db import database, is_sqlite, utcnow, write_transaction
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,17 +76,21 @@ def import_codes(
                 raise _bad_lines(published.first_conflicts)
             if not still_wanted():
                 raise Aborted("the import was cancelled before it was published: nothing changed")
-        staged = stage.lines
+            errors = sorted(bad.first + published.first_conflicts, key=lambda b: b.line)
+            result = domain.ImportResult(
+                imported=published.imported,
+                duplicates=stage.lines - published.conflicts - published.imported,
+                rejected=bad.count + published.conflicts,
+                retired=published.retired,
+                errors=errors[:REPORTED_ERRORS],
+            )
+            audit.record(
+                project_id, "ImportCodes", audit.pool(spec.promotion), mode=spec.mode,
+                imported=result.imported, duplicates=result.duplicates,
+                rejected=result.rejected, retired=result.retired,
+            )
     imports.refresh_statistics(published.imported)
     metrics.record_codes_added(project_id, "import", published.imported)
-    errors = sorted(bad.first + published.first_conflicts, key=lambda b: b.line)
-    result = domain.ImportResult(
-        imported=published.imported,
-        duplicates=staged - published.conflicts - published.imported,
-        rejected=bad.count + published.conflicts,
-        retired=published.retired,
-        errors=errors[:REPORTED_ERRORS],
-    )
     _LOGGER.info(
         "codes imported project=%s promotion=%s mode=%s imported=%d duplicates=%d "
         "rejected=%d retired=%d",
@@ -161,6 +165,8 @@ def generate(
                 stage.clear()
                 hit_rate = max(added / drawn, MIN_HIT_RATE)
                 _draw(stage, pattern, math.ceil((count - generated) / hit_rate))
+            audit.record(project_id, "GenerateCodes", audit.pool(promotion), pattern=text,
+                         count=generated)
     imports.refresh_statistics(generated)
     metrics.record_codes_added(project_id, "generate", generated)
     _LOGGER.info(
@@ -233,6 +239,8 @@ def update(project_id: int, code: str, change: domain.CodeChange) -> domain.Code
     domain.require_code(code, "code.code")
     with write_transaction():
         updated = store.update(project_id, change, code)
+        audit.record(project_id, "UpdateCode", f"code/{updated.code}",
+                     **{field: getattr(change, field) for field in change.fields})
     _LOGGER.info(
         "code updated project=%s code=%s fields=%s", project_id, code, ",".join(change.fields)
     )

@@ -285,7 +285,7 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
 
 def _check_limits(checked: _Checked) -> None:
     """The limits as they stand, without counting."""
-    limit = rules.code_limit(checked.rules)
+    limit = rules.code_limit(checked.rules, in_global_pool=checked.code.promotion_id is None)
     if limit is not None and checked.code.redemption_count >= limit:
         raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
     promo_id = checked.code.promo_id

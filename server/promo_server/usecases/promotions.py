@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from promo_server.domain import pagination
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation, InvalidArgument, Violations
+from promo_server.store import audit
 from promo_server.store import promotions as store
 from promo_server.store.db import write_transaction
 
@@ -22,6 +23,7 @@ def create(
     domain.require_valid(promotion, known)
     with write_transaction():
         created = store.insert(project_id, promotion)
+        audit.record(project_id, "CreatePromotion", f"promotion/{created.external_id}")
     _LOGGER.info("promotion created project=%s external_id=%s", project_id, created.external_id)
     return created
 
@@ -60,6 +62,8 @@ def update(
         merged = dataclasses.replace(current, **{f: getattr(incoming, f) for f in fields})
         domain.require_valid(merged, known)
         stored = store.replace(row, merged)
+        audit.record(project_id, "UpdatePromotion", f"promotion/{external_id}",
+                     update_mask=list(mask), fields=list(fields))
     # Counted once the write lock is released: a large pool takes a while.
     updated = store.counted(project_id, [stored])[0]
     _LOGGER.info(
@@ -73,6 +77,8 @@ def delete(project_id: int, external_id: str) -> None:
     external_id = _required_id(external_id, "external_id")
     with write_transaction():
         retired = store.delete(store.get_row(project_id, external_id, for_update=True))
+        audit.record(project_id, "DeletePromotion", f"promotion/{external_id}",
+                     retired_codes=retired)
     _LOGGER.info(
         "promotion deleted project=%s external_id=%s retired_codes=%d",
         project_id, external_id, retired,
