@@ -225,8 +225,9 @@ def soak(backend: str, db_url: str, minutes: float, in_flight: int, seed: int) -
         [sys.executable, "-m", "promo_server.main", "check", "--db", db_url],
         capture_output=True, text=True, timeout=600,
     )
+    # Its verdict is on stdout; stderr holds its log.
     return Soaked(backend, seconds, tally, rss, checked.returncode,
-                  (checked.stdout + checked.stderr).strip())
+                  checked.stdout.strip() or checked.stderr.strip())
 
 
 def _rss_mib(pid: int) -> float:
@@ -260,8 +261,10 @@ def report(run: Soaked) -> str:
             f"last {run.rss_mib[-1]:.1f} over {len(run.rss_mib)} samples -- "
             f"{'flat' if run.flat else 'GROWING'}"
         )
-    verdict = "clean" if run.check_code == 0 else f"exit {run.check_code}"
-    lines.append(f"promo-server check: {verdict}: {run.check_output.splitlines()[-1:]}")
+    verdict = "clean" if run.check_code == 0 else f"BREACHED (exit {run.check_code})"
+    shown = run.check_output.splitlines()
+    lines.append(f"promo-server check: {verdict}")
+    lines += [f"  {line}" for line in (shown[-1:] if run.check_code == 0 else shown[:40])]
     return "\n".join(lines)
 
 

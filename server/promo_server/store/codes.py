@@ -35,11 +35,17 @@ class Pool:
         return (Code.project == self.project_id) & (Code.promotion == self.promotion_id)
 
 
-def pool(project_id: int, external_id: str, *, for_update: bool = False) -> Pool:
-    """The pool of a live promotion, or the global pool for ""."""
+def pool(project_id: int, external_id: str, *, locked: bool = False) -> Pool:
+    """The pool of a live promotion, or the global pool for "".
+
+    ``locked`` keeps the promotion from being updated or deleted until the
+    transaction ends: a share lock, which the foreign-key checks of concurrent
+    attaches and redemptions (key-share locks) pass, where FOR UPDATE made an
+    import and an AttachCode wait for each other (a deadlock on PostgreSQL).
+    """
     if not external_id:
         return Pool(project_id, None, "")
-    row = promotions.get_row(project_id, external_id, for_update=for_update)
+    row = promotions.get_row(project_id, external_id, for_share=locked)
     return Pool(project_id, row.id, external_id)
 
 

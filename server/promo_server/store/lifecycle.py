@@ -357,18 +357,20 @@ def roll_back(found: Redemption, reason: str, now: datetime) -> None:
         raise rules.refuse(
             rules.ALREADY_ROLLED_BACK, f"redemption {found.public_id!r} is already rolled back"
         )
+    # In the order a redemption locks them (code, usage, promotion): the other
+    # order deadlocked against activations on PostgreSQL.
     Code.update({Code.redemption_count: Code.redemption_count - 1}).where(
         Code.id == found.code_id
     ).execute()
     if found.promotion_id is not None:
-        Promotion.update({Promotion.redemption_count: Promotion.redemption_count - 1}).where(
-            Promotion.id == found.promotion_id
-        ).execute()
         PromotionUsage.update(
             {PromotionUsage.redemption_count: PromotionUsage.redemption_count - 1}
         ).where(
             (PromotionUsage.promotion == found.promotion_id)
             & (PromotionUsage.profile == found.profile_id)
+        ).execute()
+        Promotion.update({Promotion.redemption_count: Promotion.redemption_count - 1}).where(
+            Promotion.id == found.promotion_id
         ).execute()
 
 

@@ -59,10 +59,18 @@ def _live(project_id: int, external_id: str) -> Any:
 _GET = Compiled(_live)
 # SQLite has no row locks: its writers already hold the database's write lock.
 _GET_FOR_UPDATE = Compiled(lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update())
+_GET_FOR_SHARE = Compiled(
+    lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update("FOR SHARE")
+)
 
 
-def get_row(project_id: int, external_id: str, *, for_update: bool = False) -> Row:
-    query = _GET_FOR_UPDATE if for_update else _GET
+def get_row(
+    project_id: int, external_id: str, *, for_update: bool = False, for_share: bool = False
+) -> Row:
+    """The live promotion's row; ``for_update`` locks it against every other writer,
+    ``for_share`` only against changes of the promotion itself (update, delete, and the
+    redemption count) until the transaction ends."""
+    query = _GET_FOR_UPDATE if for_update else _GET_FOR_SHARE if for_share else _GET
     row = query.first(Row, project_id, external_id)
     if row is None:
         raise NotFound(f"promotion {external_id!r} not found")

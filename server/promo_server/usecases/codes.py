@@ -64,7 +64,7 @@ def import_codes(
             )
         now = utcnow()
         with write_transaction():
-            target = store.pool(project_id, spec.promotion, for_update=True)
+            target = store.pool(project_id, spec.promotion, locked=True)
             published = stage.publish(
                 target,
                 replace=spec.mode == "REPLACE",
@@ -144,7 +144,7 @@ def generate(
     with imports.generated_stage() as stage:
         _draw(stage, pattern, count)
         with write_transaction():
-            target = store.pool(project_id, promotion, for_update=True)
+            target = store.pool(project_id, promotion, locked=True)
             imports.lock(target)
             generated = stalls = 0
             while True:
