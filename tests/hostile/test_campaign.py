@@ -9,7 +9,6 @@ server keeps serving. ``PROMO_HOSTILE_EXAMPLES`` scales the number of examples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -20,23 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promo.v1 import code_pb2
-from tests.conftest import Project, Running
 from tests.hostile import harness
 from tests.hostile.strategies import METHODS, SERVICES, hostile, valid_shaped
 
 CALLERS = ("admin",) * 6 + ("read", "redeem", "garbage", "none", "malformed")
 IMPORT = code_pb2.ImportCodesRequest
-
-
-@pytest.fixture
-def channel(running: Running) -> Iterator[grpc.Channel]:
-    with running.channel() as opened:
-        yield opened
-
-
-@pytest.fixture
-def seeded(channel: grpc.Channel, project: Project) -> harness.Seed:
-    return harness.seed(channel, project)
 
 
 def requests(method: descriptor.MethodDescriptor, seed: harness.Seed

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 
 from promo.v1 import code_pb2 as code
 from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
-from tests.conftest import Project, Running
 from tests.hostile import harness
 from tests.hostile.strategies import METHODS
 from tests.rpc import field_violations, refused, violation_list
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 BY_NAME = {method.name: method for method in METHODS}
-
-
-@pytest.fixture
-def channel(running: Running) -> Iterator[grpc.Channel]:
-    with running.channel() as opened:
-        yield opened
-
-
-@pytest.fixture
-def seeded(channel: grpc.Channel, project: Project) -> harness.Seed:
-    return harness.seed(channel, project)
 
 
 @pytest.mark.parametrize("name, body", [
