@@ -39,8 +39,9 @@ def pool(project_id: int, external_id: str, *, locked: bool = False) -> Pool:
     """The pool of a live promotion, or the global pool for "".
 
     ``locked`` keeps the promotion from being updated or deleted until the
-    transaction ends: a share lock, which the foreign-key checks of concurrent
-    attaches and redemptions (key-share locks) pass, where FOR UPDATE made an
+    transaction ends, with a key-share lock: concurrent attaches (their
+    foreign-key checks) and redemptions (their count) pass it, where FOR UPDATE
+    made every redemption of the promotion wait for a whole import, and an
     import and an AttachCode wait for each other (a deadlock on PostgreSQL).
     """
     if not external_id:

@@ -60,7 +60,7 @@ _GET = Compiled(_live)
 # SQLite has no row locks: its writers already hold the database's write lock.
 _GET_FOR_UPDATE = Compiled(lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update())
 _GET_FOR_SHARE = Compiled(
-    lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update("FOR SHARE")
+    lambda p, e: _live(p, e) if is_sqlite() else _live(p, e).for_update("FOR KEY SHARE")
 )
 
 
@@ -68,8 +68,8 @@ def get_row(
     project_id: int, external_id: str, *, for_update: bool = False, for_share: bool = False
 ) -> Row:
     """The live promotion's row; ``for_update`` locks it against every other writer,
-    ``for_share`` only against changes of the promotion itself (update, delete, and the
-    redemption count) until the transaction ends."""
+    ``for_share`` only against UpdatePromotion and DeletePromotion (which lock it for
+    update) until the transaction ends: redemptions still count on it meanwhile."""
     query = _GET_FOR_UPDATE if for_update else _GET_FOR_SHARE if for_share else _GET
     row = query.first(Row, project_id, external_id)
     if row is None:
