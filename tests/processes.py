@@ -9,11 +9,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
 import grpc
+
+READY_SECONDS = 20.0
 
 
 def free_port() -> int:
@@ -25,6 +28,37 @@ def free_port() -> int:
 def promo_server(*args: str) -> list[str]:
     """The command line of `promo-server ARGS`, run by this interpreter."""
     return [sys.executable, "-m", "promo_server.main", *args]
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    while True:
+        base = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
+def _await_ready(server: subprocess.Popen[str], target: str, log: IO[str]) -> None:
+    """Waits for the server to answer; one that exits first fails with its log."""
+    deadline = time.monotonic() + READY_SECONDS
+    with grpc.insecure_channel(target) as channel:
+        ready = grpc.channel_ready_future(channel)
+        while True:
+            try:
+                ready.result(timeout=0.5)
+                return
+            except grpc.FutureTimeoutError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                state = "exited" if server.poll() is not None else "is not ready"
+                raise RuntimeError(f"promo-server {state} ({server.returncode}): {log.read()}")
 
 
 def create_project(db_url: str, name: str = "demo") -> str:
@@ -54,8 +88,7 @@ def serving(
         )
         target = f"127.0.0.1:{port}"
         try:
-            with grpc.insecure_channel(target) as channel:
-                grpc.channel_ready_future(channel).result(timeout=20)
+            _await_ready(server, target, sink)
             yield server, target
         finally:
             if server.poll() is None:

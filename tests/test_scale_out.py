@@ -26,7 +26,7 @@ from promo_server.app import create_server
 from promo_server.config import Settings
 from promo_server.store import db
 from tests.conftest import PostgresDatabases, Running, close_pool
-from tests.processes import create_project, free_port, promo_server, serving
+from tests.processes import create_project, free_port, free_ports, promo_server, serving
 from tests.test_lifecycle import Api, in_parallel
 from tests.test_metrics import scrape
 
@@ -244,7 +244,7 @@ def _other_writer(db_url: str) -> Iterator[None]:
 
 def test_each_worker_serves_its_metrics_on_the_next_port(db_url: str) -> None:
     key = create_project(db_url)
-    base = free_port()
+    base = free_ports(2)
     with serving(db_url, None, "--workers", "2", "--metrics-listen", f"127.0.0.1:{base}") \
             as (_, target), PromoClient(target, key, channels=CHANNELS) as client:
         for _ in range(CHANNELS * 2):
