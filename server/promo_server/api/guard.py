@@ -19,15 +19,13 @@ from playhouse.pool import MaxConnectionsExceeded
 from promo_server import metrics
 from promo_server.api import auth
 from promo_server.api.errors import status_of, to_status
+from promo_server.api.handlers import Behavior, rewrapped
 from promo_server.domain.errors import DomainError
 from promo_server.store import audit
 from promo_server.store.db import database, discard_idle_connections
 
 _LOGGER = logging.getLogger(__name__)
 _PACKAGE = "/promo.v1."
-
-Behavior = Callable[[Any, grpc.ServicerContext], Any]
-
 
 class Guard(grpc.ServerInterceptor):
     def intercept_service(
@@ -40,24 +38,8 @@ class Guard(grpc.ServerInterceptor):
         if handler is None or not full_name.startswith(_PACKAGE):
             return handler
         method = full_name.rsplit("/", 1)[-1]
-        if handler.response_streaming:
-            streaming = handler.unary_stream or handler.stream_stream
-            wrapped_stream = _guard_stream(streaming, method)
-            factory = (
-                grpc.stream_stream_rpc_method_handler
-                if handler.request_streaming
-                else grpc.unary_stream_rpc_method_handler
-            )
-            return factory(wrapped_stream, handler.request_deserializer,
-                           handler.response_serializer)
-        unary = handler.unary_unary or handler.stream_unary
-        wrapped = _guard_unary(unary, method)
-        factory = (
-            grpc.stream_unary_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        return factory(wrapped, handler.request_deserializer, handler.response_serializer)
+        guard = _guard_stream if handler.response_streaming else _guard_unary
+        return rewrapped(handler, lambda behavior: guard(behavior, method))
 
 
 def _guard_unary(behavior: Behavior, method: str) -> Behavior:

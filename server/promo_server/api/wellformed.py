@@ -25,6 +25,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from promo_server.api.handlers import rewrapped
 from promo_server.domain.errors import (
     DomainError,
     FieldViolation,
@@ -66,18 +67,7 @@ class WellFormed(grpc.ServerInterceptor):
         deserialize = _checking(
             handler.request_deserializer, full_name.rsplit("/", 1)[-1], self.max_message_bytes
         )
-        serialize = handler.response_serializer
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _one(handler.unary_unary), deserialize, serialize)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _one(handler.unary_stream), deserialize, serialize)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _each(handler.stream_unary), deserialize, serialize)
-        return grpc.stream_stream_rpc_method_handler(
-            _each(handler.stream_stream), deserialize, serialize)
+        return rewrapped(handler, _each if handler.request_streaming else _one, deserialize)
 
 
 def _checking(deserializer: Deserializer, method: str, max_bytes: int) -> Deserializer:

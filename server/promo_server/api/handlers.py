@@ -1,0 +1,35 @@
+"""Rebuilding a gRPC method handler around a wrapped behaviour: what the interceptors share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+# By (request streaming, response streaming).
+_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def rewrapped(
+    handler: grpc.RpcMethodHandler,
+    wrap: Callable[[Behavior], Behavior],
+    deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
+    """The same kind of handler, running ``wrap(behavior)``, reading requests with
+    ``deserializer`` (default: the handler's own)."""
+    behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+                or handler.stream_stream)
+    factory = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        wrap(behavior),
+        deserializer or handler.request_deserializer,
+        handler.response_serializer,
+    )
