@@ -75,3 +75,11 @@ def test_bad_profiles_are_refused_field_by_field(api: Api) -> None:
                                             "profile.attributes['bad key']"}
     empty = refused(lambda: api.get(), grpc.StatusCode.INVALID_ARGUMENT)
     assert "profile" in field_violations(empty)
+
+
+def test_a_phone_longer_than_its_column_is_refused_on_both_databases(api: Api) -> None:
+    """Found by tests/hostile: PostgreSQL refused a 100-digit phone with INTERNAL."""
+    error = refused(lambda: api.upsert(profile_id="ann", phone="1" * 65),
+                    grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == {"profile.phone": "must be at most 64 characters"}
+    assert api.upsert(profile_id="ann", phone="1" * 64).phone == "1" * 64

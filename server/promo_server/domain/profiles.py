@@ -10,6 +10,7 @@ from promo_server.domain.values import ATTRIBUTE, text_problem
 
 MAX_FIELDS = 100
 MAX_VALUE = 1024
+MAX_PHONE = 64  # the column's size: PostgreSQL refuses longer, SQLite would keep it
 
 
 @dataclass
@@ -27,9 +28,10 @@ def require_valid(profile: Profile, prefix: str = "profile") -> None:
     out = Violations()
     if problem := text_problem(profile.profile_id):
         out.add(f"{prefix}.profile_id", problem)
-    for name in ("email", "phone"):
-        if problem := text_problem(getattr(profile, name), required=False):
-            out.add(f"{prefix}.{name}", problem)
+    if problem := text_problem(profile.email, required=False):
+        out.add(f"{prefix}.email", problem)
+    if problem := text_problem(profile.phone, limit=MAX_PHONE, required=False):
+        out.add(f"{prefix}.phone", problem)
     for name in ("custom_fields", "attributes"):
         entries: dict[str, str] = getattr(profile, name)
         if len(entries) > MAX_FIELDS:
