@@ -63,10 +63,9 @@ def authenticate(metadata: Sequence[tuple[str, str | bytes]], method: str) -> Pr
     """The principal behind the call's ``authorization: Bearer`` key, allowed ``method``."""
     token = _bearer(metadata)
     parsed = keys.parse_token(token) if token else None
+    # The row is read on every call, so that a revoked key stops at once everywhere.
     record = projects.find_key(parsed[0]) if parsed else None
-    if parsed is None or record is None or not keys.secret_matches(
-        record.salt, parsed[1], record.secret_hash
-    ):
+    if parsed is None or record is None or not _SECRETS.match(token, parsed[1], record):
         raise Unauthenticated(
             "missing or unknown API key: send metadata 'authorization: Bearer <key>'"
         )
@@ -81,6 +80,29 @@ def authenticate(metadata: Sequence[tuple[str, str | bytes]], method: str) -> Pr
     if not allowed(record.role, method):
         raise PermissionDenied(f"a {record.role!r} key may not call {method}")
     return Principal(record.project_id, record.role, parsed[0])
+
+
+class _CheckedSecrets:
+    """Remembers which stored hash each recently seen key matched, so that the same key
+    costs no HMAC on the next call; a stored hash that changed is checked afresh."""
+
+    LIMIT = 1024  # keys remembered; beyond, the memory starts over
+
+    def __init__(self) -> None:
+        self._matched: dict[str, str] = {}
+
+    def match(self, token: str, secret: str, record: projects.KeyRecord) -> bool:
+        if self._matched.get(token) == record.secret_hash:
+            return True
+        if not keys.secret_matches(record.salt, secret, record.secret_hash):
+            return False
+        if len(self._matched) >= self.LIMIT:
+            self._matched = {}
+        self._matched[token] = record.secret_hash
+        return True
+
+
+_SECRETS = _CheckedSecrets()
 
 
 def _bearer(metadata: Sequence[tuple[str, str | bytes]]) -> str:
