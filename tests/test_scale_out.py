@@ -113,6 +113,18 @@ def test_a_worker_that_dies_is_replaced(db_url: str) -> None:
         assert min(first) not in now and len(now) == 2
 
 
+def test_workers_stop_when_their_supervisor_is_killed(db_url: str) -> None:
+    with serving(db_url, None, "--workers", "2") as (server, _):
+        workers = worker_pids(server)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while alive := {pid for pid in workers if not _is_zombie(pid)}:
+            assert time.monotonic() < deadline, f"orphaned workers still serve: {alive}"
+            time.sleep(0.1)
+    assert len(workers) == 2
+
+
 def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it(db_url: str) -> None:
     port = free_port()
     with serving(db_url, port):

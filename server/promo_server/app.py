@@ -12,10 +12,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,12 +33,14 @@ from promo.v1 import (
 from promo_server.api import auth, throttle
 from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
+from promo_server.api.handlers import intercepted
+from promo_server.api.loopserver import LoopHealth, LoopServer, to_loop
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.api.wellformed import WellFormed
 from promo_server.config import Settings, SettingsError
 from promo_server.metrics import MetricsEndpoint, StockWatcher, parse_address
-from promo_server.store.db import close_database, open_database
+from promo_server.store.db import close_database, is_sqlite, open_database, writer_if_free
 from promo_server.store.migrate import migrate
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,12 +53,13 @@ SERVICE_NAMES = (
 
 
 class Server:
-    """A started-or-not gRPC server with its health service, stoppable gracefully."""
+    """A started-or-not gRPC server with its health service, stoppable gracefully:
+    on an event loop for SQLite, threaded for PostgreSQL (see api/loopserver.py)."""
 
     def __init__(
         self,
-        grpc_server: grpc.Server,
-        health_servicer: health.HealthServicer,
+        grpc_server: grpc.Server | LoopServer,
+        health_servicer: health.HealthServicer | LoopHealth,
         workers: futures.ThreadPoolExecutor,
         stock: StockWatcher,
         metrics_endpoint: MetricsEndpoint | None = None,
@@ -180,10 +184,12 @@ def create_server(
     settings = settings or Settings(database_url=db_url, listen=address)
     tls = load_tls(settings)  # before the database: a bad file must change nothing
     guesses = throttle.from_settings(settings)
-    # One connection more than the workers, for the stock watcher's counts.
-    db = open_database(db_url, pool_size=settings.threads + 1,
+    # A connection for each worker, one for the stock watcher's counts and, on
+    # SQLite, one for the calls that run on the event loop.
+    db = open_database(db_url, pool_size=settings.threads + 2,
                        statement_timeout=settings.statement_timeout_seconds)
     migrate(db)
+    on_loop = is_sqlite()
     db.close()  # connections are per thread: each worker opens its own
 
     options = [
@@ -198,23 +204,20 @@ def create_server(
     ]
     workers = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
     auth.record_uses_on(workers)
-    grpc_server = grpc.server(
-        workers,
-        # The guard first: it authenticates and maps what the inner ones raise.
-        interceptors=[Guard(), WellFormed(settings.max_message_bytes)],
-        options=options,
-    )
-    promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), grpc_server)
-    code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(guesses), grpc_server)
-    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), grpc_server)
-
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    # The guard first: it authenticates and maps what the inner ones raise.
+    interceptors = [Guard(), WellFormed(settings.max_message_bytes)]
+    grpc_server: grpc.Server | LoopServer
+    health_servicer: health.HealthServicer | LoopHealth
+    if on_loop:
+        grpc_server, health_servicer = _loop_server(options, interceptors, workers, guesses)
+    else:
+        grpc_server = grpc.server(workers, interceptors=interceptors, options=options)
+        _add_services(grpc_server, guesses)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        reflection.enable_server_reflection(_REFLECTED, grpc_server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
-    )
 
     if tls is None:
         port = grpc_server.add_insecure_port(address)
@@ -225,6 +228,66 @@ def create_server(
     endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
     stock = StockWatcher(settings.stock_check_seconds)
     return Server(grpc_server, health_servicer, workers, stock, endpoint), port
+
+
+_REFLECTED = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+
+def _add_services(server: grpc.Server | _Recorder, guesses: throttle.GuessThrottle) -> None:
+    promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), server)
+    code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(guesses), server)
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), server)
+
+
+class _Recorder:
+    """Stands for a server to the generated ``add_*_to_server``: keeps their handlers."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        pass  # the same handlers, by name, come to add_registered_method_handlers
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.services[service] = handlers
+
+
+@contextlib.contextmanager
+def _always() -> Iterator[bool]:
+    yield True
+
+
+# The calls that run on the event loop, and when (see api/loopserver.py): the
+# hot ones, when they cannot wait. Every other call runs on a worker thread.
+_ON_LOOP = {
+    "/promo.v1.CodeService/ValidateCode": _always,
+    "/promo.v1.CodeService/ActivateCode": writer_if_free,
+}
+
+
+def _loop_server(
+    options: list[tuple[str, Any]],
+    interceptors: list[grpc.ServerInterceptor],
+    workers: futures.ThreadPoolExecutor,
+    guesses: throttle.GuessThrottle,
+) -> tuple[LoopServer, LoopHealth]:
+    server = LoopServer(options)
+    recorder = _Recorder()
+    _add_services(recorder, guesses)
+    for service, handlers in recorder.services.items():
+        served = {}
+        for name, handler in handlers.items():
+            method = f"/{service}/{name}"
+            served[name] = to_loop(
+                intercepted(handler, method, interceptors), workers, _ON_LOOP.get(method)
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, served),))
+    health_servicer = LoopHealth()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server.aio)
+    reflection.enable_server_reflection(_REFLECTED, server.aio)
+    return server, health_servicer
 
 
 def serve(settings: Settings) -> None:
@@ -251,8 +314,14 @@ def serve(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # A worker of `serve --workers` whose supervisor is gone (killed) stops too,
+    # rather than serving on, unseen, until someone finds it.
+    supervisor = os.getppid() if settings.shares_port else None
     while not stopping.wait(timeout=1.0):
-        pass
+        if supervisor is not None and os.getppid() != supervisor:
+            _LOGGER.warning("stopping: the supervisor process is gone supervisor_pid=%d",
+                            supervisor)
+            break
     server.stop(settings.grace_seconds).wait()
     _LOGGER.info("stopped")
 

@@ -200,14 +200,39 @@ class _SqliteWriters:
                 if self._depth == 0 and self._file is not None:
                     fcntl.flock(self._file, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def held_if_free(self, path: str) -> Iterator[bool]:
+        """Holds the write lock, as ``held`` does, if no thread or process has it now:
+        yields whether it does, and never waits."""
+        if not self._threads.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if self._depth == 0 and not self._try_lock_file(path):
+                yield False
+                return
+            self._depth += 1
+            try:
+                yield True
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._file is not None:
+                    fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _try_lock_file(self, path: str) -> bool:
+        self._open(path)
+        if self._file is None:
+            return True
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def _lock_file(self, path: str) -> None:
-        if path != self._path:
-            if self._file is not None:
-                os.close(self._file)
-                self._file = None
-            self._path = path
-            if path and path != ":memory:" and not path.startswith("file:"):
-                self._file = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+        self._open(path)
         if self._file is None:
             return
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
@@ -220,8 +245,31 @@ class _SqliteWriters:
                     raise OperationalError("database is locked") from None
                 time.sleep(self.FILE_LOCK_POLL_SECONDS)
 
+    def _open(self, path: str) -> None:
+        if path != self._path:
+            if self._file is not None:
+                os.close(self._file)
+                self._file = None
+            self._path = path
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._file = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+
 
 _WRITERS = _SqliteWriters()
+
+
+@contextlib.contextmanager
+def writer_if_free() -> Iterator[bool]:
+    """SQLite: holds the write lock if it is free this instant, and yields whether it
+    does; never waits. A write transaction begun while it is held waits for none of the
+    server's writers (the lock is re-entrant); only a writer that skips the lock file,
+    a sqlite3 shell say, could make it wait, up to the busy timeout. Always False on
+    PostgreSQL, whose row locks can't be known ahead."""
+    if not is_sqlite():
+        yield False
+        return
+    with _WRITERS.held_if_free(database.obj.database) as held:
+        yield held
 
 
 class Compiled:
