@@ -362,6 +362,7 @@ def promotions_table(found: Iterable[promotion_pb2.Promotion]) -> Table:
     table.add_column("start (UTC)", no_wrap=True)
     table.add_column("end (UTC)", no_wrap=True)
     table.add_column("redemptions", no_wrap=True)
+    table.add_column("codes left", no_wrap=True)
     for promotion in found:
         table.add_row(
             cell(promotion.external_id),
@@ -370,8 +371,17 @@ def promotions_table(found: Iterable[promotion_pb2.Promotion]) -> Table:
             cell(short_time(promotion, "start_time")),
             cell(short_time(promotion, "end_time")),
             cell(f"{promotion.redemption_count}/{_limit(promotion, 'redeem_total_limit', '∞')}"),
+            cell(_codes_left(promotion)),
         )
     return table
+
+
+def _codes_left(promotion: promotion_pb2.Promotion) -> str:
+    """The pool's available codes, marked when under the low-stock threshold."""
+    left = promotion.available_code_count
+    if promotion.HasField("low_stock_threshold") and left < promotion.low_stock_threshold:
+        return f"{left} (low: < {promotion.low_stock_threshold})"
+    return str(left)
 
 
 def render_promotion(promotion: promotion_pb2.Promotion) -> Table:
@@ -388,6 +398,9 @@ def _promotion_rows(promotion: promotion_pb2.Promotion) -> Iterable[tuple[str, s
     for limit in ("redeem_total_limit", "redeem_user_limit", "redeem_code_limit"):
         yield limit, _limit(promotion, limit, "unlimited")
     yield "redemption_count", str(promotion.redemption_count)
+    yield "available_code_count", _codes_left(promotion)
+    yield "low_stock_threshold", (str(promotion.low_stock_threshold)
+                                  if promotion.HasField("low_stock_threshold") else "none")
     if promotion.HasField("discount"):
         yield "discount", _discount(promotion.discount)
     for item in promotion.discounted_items:
