@@ -209,6 +209,16 @@ def test_list_keys_shows_every_key_of_the_project_and_no_secret(server_cli: Cli)
         assert row.salt not in listed and row.secret_hash not in listed
 
 
+def test_a_project_is_found_by_its_name_before_its_id(server_cli: Cli) -> None:
+    first = server_cli("create-project", "first")
+    first_id = first.out.split("(id ")[1].split(")")[0]
+    named_like_it = server_cli("create-project", first_id)  # a name that is the first's id
+    own_key = key_id(created_key(named_like_it))
+
+    assert list(table(server_cli("list-keys", first_id))) == [own_key]
+    assert list(table(server_cli("list-keys", "first"))) == [key_id(created_key(first))]
+
+
 def test_list_keys_of_an_unknown_project_is_an_error(server_cli: Cli) -> None:
     result = server_cli("list-keys", "nope")
 

@@ -65,11 +65,11 @@ def create_project(name: str) -> tuple[Project, str]:
 
 
 def find_project(name_or_id: str) -> Project:
-    """A project by its name, or by its numeric id."""
-    query = Project.name == name_or_id
-    if name_or_id.isdigit():
-        query |= Project.id == int(name_or_id)
-    project = Project.get_or_none(query)
+    """A project by its name, else by its numeric id: a project named "12" is the one
+    "12" finds, whatever project has the id 12."""
+    project = Project.get_or_none(Project.name == name_or_id)
+    if project is None and name_or_id.isdigit():
+        project = Project.get_or_none(Project.id == int(name_or_id))
     if project is None:
         raise NotFound(f"no project named {name_or_id!r}")
     return project
