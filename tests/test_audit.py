@@ -230,6 +230,19 @@ def test_operator_commands_are_logged_and_listed_newest_first(
     assert audit_rows(server_cli("audit", "demo", "--since", future)) == []
 
 
+def test_times_in_entries_are_rfc3339_utc(server_cli: Callable[..., Result]) -> None:
+    server_cli("create-project", "demo")
+    expiry = "2031-05-06T07:08:09Z"
+    made = server_cli("create-key", "demo", "--role", "read",
+                      "--expire-time", "2031-05-06T09:08:09+02:00")
+    assert made.code == 0
+
+    newest = audit_rows(server_cli("audit", "demo"))[0]
+
+    assert newest[2] == "create-key"
+    assert newest[-1] == f'role="read" expire_time="{expiry}"'
+
+
 def test_refused_operator_commands_leave_no_entry(server_cli: Callable[..., Result]) -> None:
     server_cli("create-project", "demo")
     before = audit_rows(server_cli("audit", "demo"))

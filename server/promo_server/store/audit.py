@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from promo_server.store.db import utcnow
@@ -50,8 +50,16 @@ def record(project_id: int, action: str, resource: str, **details: Any) -> None:
     """
     AuditEntry.create(
         project=project_id, actor=_ACTOR.get(), action=action, resource=resource,
-        details=json.dumps(details, default=str), create_time=utcnow(),
+        details=json.dumps(details, default=_as_json), create_time=utcnow(),
     )
+
+
+def _as_json(value: Any) -> str:
+    """Times as RFC 3339 in UTC (the stored ones are naive UTC); anything else as text."""
+    if isinstance(value, datetime):
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def pool(promotion: str) -> str:
