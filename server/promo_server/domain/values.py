@@ -15,6 +15,8 @@ AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
 PERCENT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 CURRENCY = re.compile(r"[A-Z]{3}")
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# The C0 controls and DEL.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -53,7 +55,7 @@ def text_problem(value: str, *, limit: int = MAX_TEXT, required: bool = True) ->
         return "is required"
     if len(value) > limit:
         return f"must be at most {limit} characters"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if CONTROL.search(value):
         return "must not contain control characters"
     return None
 
