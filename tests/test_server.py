@@ -160,6 +160,9 @@ def test_serve_stops_gracefully_on_signals(db_url: str, signum: int) -> None:
             server.kill()
     log = server.stderr.read() if server.stderr else ""
     assert "stopping" in log and '"stopped"' in log
+    # SQLite's hot calls run on an event loop; PostgreSQL's server is threaded.
+    kind = "aio" if db_url.startswith("sqlite") else "threaded"
+    assert f"grpc_server={kind}" in log
 
 
 def test_stop_lets_a_call_in_flight_finish(running: Running, project: Project) -> None:

@@ -300,7 +300,8 @@ def serve(settings: Settings) -> None:
     server, port = create_server(settings.listen, settings.database_url, settings)
     server.start()
     host = settings.listen.rsplit(":", 1)[0]
-    _LOGGER.info("serving address=%s:%d pid=%d", host, port, os.getpid())
+    _LOGGER.info("serving address=%s:%d pid=%d grpc_server=%s", host, port, os.getpid(),
+                 "aio" if isinstance(server.grpc_server, LoopServer) else "threaded")
     if server.metrics_endpoint is not None:
         _LOGGER.info("serving metrics address=http://%s:%d/metrics",
                      settings.metrics_listen.rsplit(":", 1)[0], server.metrics_endpoint.port)
