@@ -469,3 +469,16 @@ def test_an_import_whose_caller_is_gone_before_the_commit_changes_nothing(
         database.close()
 
     assert api.pool() == {"STAYS-1"}
+
+
+def test_an_export_cancelled_half_way_leaves_the_server_serving(api: Api) -> None:
+    promo = api.promotion("big")
+    assert api.generate(promo, 20_000, "BIG-**********") == 20_000
+    export = api.codes.ExportCodes(pb.ExportCodesRequest(promotion=promo),
+                                   metadata=bearer(api.key))
+    next(export)  # the first of several chunks
+    export.cancel()
+
+    for _ in range(3):
+        assert len(api.export(promo)) == 20_000
+    assert api.get(api.export(promo)[0]["code"]).code.startswith("BIG-")

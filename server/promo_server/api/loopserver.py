@@ -209,8 +209,14 @@ def _server_stream(behavior: Behavior, workers: futures.Executor) -> Behavior:
         sync = _Context(context)
 
         def write_all() -> None:
-            for response in behavior(request, sync):
-                asyncio.run_coroutine_threadsafe(context.write(response), loop).result()
+            responses = behavior(request, sync)
+            try:
+                for response in responses:
+                    asyncio.run_coroutine_threadsafe(context.write(response), loop).result()
+            finally:
+                # Here, not when collected on some other thread: closing runs the
+                # guard's clean-up, which gives back this thread's connection.
+                responses.close()
 
         await _served(context, sync, lambda: loop.run_in_executor(workers, write_all))
 
