@@ -113,8 +113,8 @@ class Refused(Exception):
 
 def money(value: Decimal) -> str:
     """The contract writes every Reward amount with exactly two decimals."""
-    with localcontext(_ARITHMETIC):
-        return f"{_cents(value):f}"
+    # The context given, not a local one entered: money() runs several times a call.
+    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP, context=_ARITHMETIC):f}"
 
 
 def parse_cart(currency: str, items: Sequence[tuple[str, int, str]], path: str = "cart") -> Cart:
