@@ -192,13 +192,8 @@ class _SqliteWriters:
         with self._threads:
             if self._depth == 0:
                 self._lock_file(path)
-            self._depth += 1
-            try:
+            with self._counted():
                 yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._file is not None:
-                    fcntl.flock(self._file, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def held_if_free(self, path: str) -> Iterator[bool]:
@@ -211,15 +206,28 @@ class _SqliteWriters:
             if self._depth == 0 and not self._try_lock_file(path):
                 yield False
                 return
-            self._depth += 1
-            try:
+            with self._counted():
                 yield True
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._file is not None:
-                    fcntl.flock(self._file, fcntl.LOCK_UN)
         finally:
             self._threads.release()
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """One more holder (transactions nest); the last one out unlocks the file."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+
+    def _lock_file(self, path: str) -> None:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+        while not self._try_lock_file(path):
+            if time.monotonic() > deadline:
+                raise OperationalError("database is locked")
+            time.sleep(self.FILE_LOCK_POLL_SECONDS)
 
     def _try_lock_file(self, path: str) -> bool:
         self._open(path)
@@ -230,20 +238,6 @@ class _SqliteWriters:
         except BlockingIOError:
             return False
         return True
-
-    def _lock_file(self, path: str) -> None:
-        self._open(path)
-        if self._file is None:
-            return
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
-        while True:
-            try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OperationalError("database is locked") from None
-                time.sleep(self.FILE_LOCK_POLL_SECONDS)
 
     def _open(self, path: str) -> None:
         if path != self._path:
