@@ -50,6 +50,9 @@ T = TypeVar("T")
 # Decides, as a call arrives, whether it runs on the loop: yields True while it may.
 InlineWhen = Callable[[], AbstractContextManager[bool]]
 
+# How long a request stream's end waits for a cancellation (see _read_from_loop).
+STREAM_END_SETTLE_SECONDS = 0.005
+
 _LOOP_LOCK = threading.Lock()
 _LOOP: asyncio.AbstractEventLoop | None = None
 
@@ -247,14 +250,21 @@ def _read_from_loop(requests: AsyncIterable[Any], loop: asyncio.AbstractEventLoo
     async def next_request() -> Any:
         if not reading:
             reading.append(aiter(requests))
-        return await anext(reading[0])
+        try:
+            return await anext(reading[0])
+        except StopAsyncIteration:
+            # A cancelled call's stream ends too, and gRPC reports the cancellation
+            # just after (seen: a turn of the loop later). Let it land, marking the
+            # call gone, before the handler takes the stream as whole: an import
+            # asks just before it publishes.
+            await asyncio.sleep(STREAM_END_SETTLE_SECONDS)
+            raise
 
     while True:
         try:
-            yield asyncio.run_coroutine_threadsafe(next_request(), loop).result()
+            request = asyncio.run_coroutine_threadsafe(next_request(), loop).result()
         except StopAsyncIteration:
             return
-        except GeneratorExit:  # the handler stopped reading
-            raise
         except BaseException as error:  # cancelled, or the connection broke
             raise _StreamBroken(f"the request stream broke: {error!r}") from error
+        yield request
