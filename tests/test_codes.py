@@ -290,15 +290,14 @@ def test_a_stream_must_start_with_one_spec(api: Api) -> None:
 CANCEL_ROUNDS = 30
 
 
-def test_a_cancelled_import_changes_nothing(api: Api) -> None:
-    promo = api.promotion("cancelled")
-    api.import_csv(lines("C-1"), promo)
+def cancel_mid_stream(api: Api, promotion: str, chunk: bytes) -> grpc.Future:
+    """A REPLACE import of ``chunk``, cancelled while the server waits for more."""
     sent = threading.Event()
     release = threading.Event()
 
     def slow() -> Iterator[pb.ImportCodesRequest]:
-        yield pb.ImportCodesRequest(spec=Spec(promotion=promo))
-        yield pb.ImportCodesRequest(chunk=lines(*[f"N-{i}" for i in range(5000)]))
+        yield pb.ImportCodesRequest(spec=Spec(promotion=promotion))
+        yield pb.ImportCodesRequest(chunk=chunk)
         sent.set()
         release.wait(10)
 
@@ -306,6 +305,14 @@ def test_a_cancelled_import_changes_nothing(api: Api) -> None:
     assert sent.wait(10)
     call.cancel()
     release.set()
+    return call
+
+
+def test_a_cancelled_import_changes_nothing(api: Api) -> None:
+    promo = api.promotion("cancelled")
+    api.import_csv(lines("C-1"), promo)
+
+    call = cancel_mid_stream(api, promo, lines(*[f"N-{i}" for i in range(5000)]))
 
     assert call.cancelled()
     assert api.pool(promo) == {"C-1"}
@@ -318,21 +325,7 @@ def test_a_cancelled_import_of_one_line_changes_nothing_either(api: Api) -> None
     promo = api.promotion("cancelled")
     api.import_csv(lines("C-1"), promo)
     for _ in range(CANCEL_ROUNDS):
-        sent = threading.Event()
-        release = threading.Event()
-
-        def slow(sent: threading.Event = sent, release: threading.Event = release
-                 ) -> Iterator[pb.ImportCodesRequest]:
-            yield pb.ImportCodesRequest(spec=Spec(promotion=promo))
-            yield pb.ImportCodesRequest(chunk=lines("N-1"))
-            sent.set()
-            release.wait(10)
-
-        call = api.codes.ImportCodes.future(slow(), metadata=bearer(api.key))
-        assert sent.wait(10)
-        call.cancel()
-        release.set()
-        assert call.cancelled()
+        assert cancel_mid_stream(api, promo, lines("N-1")).cancelled()
         assert api.pool(promo) == {"C-1"}
 
 
