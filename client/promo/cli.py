@@ -362,7 +362,6 @@ def promotions_table(found: Iterable[promotion_pb2.Promotion]) -> Table:
     table.add_column("start (UTC)", no_wrap=True)
     table.add_column("end (UTC)", no_wrap=True)
     table.add_column("redemptions", no_wrap=True)
-    table.add_column("codes left", no_wrap=True)
     for promotion in found:
         table.add_row(
             cell(promotion.external_id),
@@ -371,7 +370,6 @@ def promotions_table(found: Iterable[promotion_pb2.Promotion]) -> Table:
             cell(short_time(promotion, "start_time")),
             cell(short_time(promotion, "end_time")),
             cell(f"{promotion.redemption_count}/{_limit(promotion, 'redeem_total_limit', '∞')}"),
-            cell(_codes_left(promotion)),
         )
     return table
 
