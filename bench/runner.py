@@ -1,4 +1,5 @@
-"""Runs the echo baseline, then every selected scenario on every selected backend."""
+"""Runs the echo baseline, every selected scenario on every selected backend, and the
+baseline again."""
 
 from __future__ import annotations
 
@@ -30,15 +31,24 @@ def run(
     rows: list[Row],
     notes: list[str],
 ) -> None:
-    """Appends each row as it is measured, so an interrupted run keeps what it has."""
-    with servers.echo_server() as running:
-        rows.append(measure(ECHO, NO_BACKEND, [running], seconds))
+    """Appends each row as it is measured, so an interrupted run keeps what it has.
+
+    The echo baseline runs first and again last: this machine's rate drifts
+    within a run, and the ratios use the mean of the two.
+    """
+    _echo(seconds, rows)
     for backend in backends:
         try:
             _run_backend(backend, scenarios, seconds, rows)
         except Unavailable as error:
             _LOGGER.warning("%s", error)
             notes.append(f"!!! {error}")
+    _echo(seconds, rows)
+
+
+def _echo(seconds: float, rows: list[Row]) -> None:
+    with servers.echo_server() as running:
+        rows.append(measure(ECHO, NO_BACKEND, [running], seconds))
 
 
 def _run_backend(
