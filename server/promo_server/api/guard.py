@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -19,25 +19,20 @@ from playhouse.pool import MaxConnectionsExceeded
 from promo_server import metrics
 from promo_server.api import auth
 from promo_server.api.errors import status_of, to_status
-from promo_server.api.handlers import Behavior, rewrapped
+from promo_server.api.handlers import Behavior, Continuation, promo_handler, rewrapped
 from promo_server.domain.errors import DomainError
 from promo_server.store import audit
 from promo_server.store.db import database, discard_idle_connections
 
 _LOGGER = logging.getLogger(__name__)
-_PACKAGE = "/promo.v1."
 
 class Guard(grpc.ServerInterceptor):
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        full_name: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not full_name.startswith(_PACKAGE):
+        handler, method = promo_handler(continuation, handler_call_details)
+        if handler is None or method is None:
             return handler
-        method = full_name.rsplit("/", 1)[-1]
         guard = _guard_stream if handler.response_streaming else _guard_unary
         return rewrapped(handler, lambda behavior: guard(behavior, method))
 

@@ -8,6 +8,9 @@ from typing import Any
 import grpc
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Continuation = Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None]
+
+_PACKAGE = "/promo.v1."
 
 # By (request streaming, response streaming).
 _FACTORIES = {
@@ -16,6 +19,18 @@ _FACTORIES = {
     (True, False): grpc.stream_unary_rpc_method_handler,
     (True, True): grpc.stream_stream_rpc_method_handler,
 }
+
+
+def promo_handler(
+    continuation: Continuation, details: grpc.HandlerCallDetails
+) -> tuple[grpc.RpcMethodHandler | None, str | None]:
+    """What an interceptor starts from: the handler found for the call, and the method's
+    short name ("ValidateCode") if it is a promo.v1 one, else None (health, reflection)."""
+    handler = continuation(details)
+    full_name: str = details.method  # type: ignore[attr-defined]
+    if handler is None or not full_name.startswith(_PACKAGE):
+        return handler, None
+    return handler, full_name.rsplit("/", 1)[-1]
 
 
 def rewrapped(

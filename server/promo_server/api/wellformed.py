@@ -25,7 +25,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from promo_server.api.handlers import rewrapped
+from promo_server.api.handlers import Continuation, promo_handler, rewrapped
 from promo_server.domain.errors import (
     DomainError,
     FieldViolation,
@@ -33,7 +33,6 @@ from promo_server.domain.errors import (
     ResourceExhausted,
 )
 
-_PACKAGE = "/promo.v1."
 # The field a violation names when the request as a whole could not be read.
 WHOLE_REQUEST = "request"
 _NUL = "\x00"
@@ -54,19 +53,12 @@ class WellFormed(grpc.ServerInterceptor):
         self.max_message_bytes = max_message_bytes
 
     def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        full_name: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or handler.request_deserializer is None or not full_name.startswith(
-            _PACKAGE
-        ):
+        handler, method = promo_handler(continuation, handler_call_details)
+        if handler is None or method is None or handler.request_deserializer is None:
             return handler
-        deserialize = _checking(
-            handler.request_deserializer, full_name.rsplit("/", 1)[-1], self.max_message_bytes
-        )
+        deserialize = _checking(handler.request_deserializer, method, self.max_message_bytes)
         return rewrapped(handler, _each if handler.request_streaming else _one, deserialize)
 
 
