@@ -10,12 +10,19 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
-from promo_server.store.db import database, open_database, write_transaction, writer_if_free
+from promo_server.store.db import (
+    WriteGroup,
+    database,
+    open_database,
+    when_committed,
+    write_transaction,
+)
 from tests.conftest import Project, Running, lock_for_writes
 from tests.test_lifecycle import Api
 
@@ -78,19 +85,76 @@ def opened(db_url: str) -> Iterator[str]:
     database.close()
 
 
-def test_the_write_lock_is_taken_only_when_free_and_never_waited_for(opened: str) -> None:
+def test_a_write_group_opens_only_when_the_lock_is_free_and_never_waits(opened: str) -> None:
+    group = WriteGroup()
     if not opened.startswith("sqlite"):
-        with writer_if_free() as held:
-            assert not held, "PostgreSQL row locks can't be known ahead: nothing runs inline"
+        assert not group.join(), "PostgreSQL row locks can't be known ahead: nothing runs inline"
         return
-    with writer_if_free() as held:
-        assert held
-        with write_transaction():  # the transaction takes the lock it already holds
-            database.execute_sql("SELECT 1")
+    assert group.join()
+    with group.member(), write_transaction():  # the transaction takes the lock it holds
+        database.execute_sql("SELECT 1")
+    group.commit()
     with other_process_writing(opened):
         began = time.monotonic()
-        with writer_if_free() as held:
-            assert not held
-        assert time.monotonic() - began < HOLD_SECONDS, "writer_if_free waited for the lock"
-    with writer_if_free() as held:
-        assert held, "the lock is free again once the other writer is done"
+        assert not group.join()
+        assert time.monotonic() - began < HOLD_SECONDS, "joining waited for the lock"
+    assert group.join(), "the lock is free again once the other writer is done"
+    group.commit()
+
+
+def _values(table: str) -> list[int]:
+    return [row[0] for row in database.execute_sql(f"SELECT x FROM {table} ORDER BY x")]
+
+
+@pytest.fixture
+def sqlite_opened(tmp_path: Path) -> Iterator[None]:
+    """Write groups are SQLite's: on PostgreSQL every call runs on its own (above)."""
+    open_database(f"sqlite:///{tmp_path / 'grouped.db'}", pool_size=2)
+    database.connect(reuse_if_open=True)
+    yield
+    database.close()
+
+
+def test_a_write_group_commits_its_members_together_and_undoes_a_failed_one_alone(
+    sqlite_opened: None,
+) -> None:
+    database.execute_sql("CREATE TABLE grouped (x INTEGER)")
+    group = WriteGroup()
+    told: list[bool] = []
+    assert group.join()
+    with group.member(), write_transaction():
+        database.execute_sql("INSERT INTO grouped VALUES (1)")
+        when_committed(told.append)
+    with pytest.raises(ValueError), group.member(), write_transaction():
+        database.execute_sql("INSERT INTO grouped VALUES (2)")
+        raise ValueError("this call fails")
+    with group.member():
+        database.execute_sql("INSERT INTO grouped VALUES (3)")
+    assert told == [], "told before the commit"
+    group.commit()
+    assert told == [True]
+    assert _values("grouped") == [1, 3]
+    when_committed(told.append)  # no group open: at once
+    assert told == [True, True]
+
+
+def test_a_write_group_whose_commit_fails_keeps_none_of_its_writes(sqlite_opened: None) -> None:
+    # A deferred foreign key is checked at COMMIT: one way to make SQLite refuse it.
+    database.execute_sql("CREATE TABLE parent (x INTEGER PRIMARY KEY)")
+    database.execute_sql(
+        "CREATE TABLE child (x INTEGER REFERENCES parent (x) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    group = WriteGroup()
+    told: list[bool] = []
+    assert group.join()
+    with group.member():
+        database.execute_sql("INSERT INTO parent VALUES (1)")
+        when_committed(told.append)
+    with group.member():
+        database.execute_sql("INSERT INTO child VALUES (2)")  # no parent 2
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        group.commit()
+    assert told == [False]
+    assert _values("parent") == []
+    assert group.join(), "the failed group gave the lock back"
+    group.commit()

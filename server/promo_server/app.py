@@ -34,13 +34,13 @@ from promo_server.api import auth, throttle
 from promo_server.api.codes import CodeService
 from promo_server.api.guard import Guard
 from promo_server.api.handlers import intercepted
-from promo_server.api.loopserver import LoopHealth, LoopServer, to_loop
+from promo_server.api.loopserver import LoopHealth, LoopServer, OnLoop, to_loop
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.api.wellformed import WellFormed
 from promo_server.config import Settings, SettingsError
 from promo_server.metrics import MetricsEndpoint, StockWatcher, parse_address
-from promo_server.store.db import close_database, is_sqlite, open_database, writer_if_free
+from promo_server.store.db import close_database, is_sqlite, open_database
 from promo_server.store.migrate import migrate
 
 _LOGGER = logging.getLogger(__name__)
@@ -254,16 +254,11 @@ class _Recorder:
         self.services[service] = handlers
 
 
-@contextlib.contextmanager
-def _always() -> Iterator[bool]:
-    yield True
-
-
 # The calls that run on the event loop, and when (see api/loopserver.py): the
 # hot ones, when they cannot wait. Every other call runs on a worker thread.
 _ON_LOOP = {
-    "/promo.v1.CodeService/ValidateCode": _always,
-    "/promo.v1.CodeService/ActivateCode": writer_if_free,
+    "/promo.v1.CodeService/ValidateCode": OnLoop.READS,
+    "/promo.v1.CodeService/ActivateCode": OnLoop.WRITES,
 }
 
 

@@ -22,7 +22,7 @@ from promo_server.api.errors import status_of, to_status
 from promo_server.api.handlers import Behavior, Continuation, promo_handler, rewrapped
 from promo_server.domain.errors import DomainError
 from promo_server.store import audit
-from promo_server.store.db import database, discard_idle_connections
+from promo_server.store.db import database, discard_idle_connections, when_committed
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,14 +41,17 @@ def _guard_unary(behavior: Behavior, method: str) -> Behavior:
     def guarded(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         failure = None
+        opened = False
         token = None
         try:
+            # The pool's connection, unless this thread holds one: the loop's write group.
+            opened = database.connect(reuse_if_open=True)
             token = _enter(context, method)
             return behavior(request, context)
         except Exception as error:  # every failure becomes a status
             failure = _status_for(error, method)
         finally:
-            _leave(token, method, started, failure)
+            _leave(opened, token, method, started, failure)
         context.abort_with_status(failure)
 
     return guarded
@@ -58,14 +61,17 @@ def _guard_stream(behavior: Behavior, method: str) -> Behavior:
     def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started = time.perf_counter()
         failure = None
+        opened = False
         token = None
         try:
+            # The pool's connection, unless this thread holds one: the loop's write group.
+            opened = database.connect(reuse_if_open=True)
             token = _enter(context, method)
             yield from behavior(request, context)
         except Exception as error:  # every failure becomes a status
             failure = _status_for(error, method)
         finally:
-            _leave(token, method, started, failure)
+            _leave(opened, token, method, started, failure)
         if failure is not None:
             context.abort_with_status(failure)
 
@@ -73,13 +79,15 @@ def _guard_stream(behavior: Behavior, method: str) -> Behavior:
 
 
 def _enter(context: grpc.ServicerContext, method: str) -> Any:
-    database.connect(reuse_if_open=True)
     principal = auth.authenticate(context.invocation_metadata(), method)  # type: ignore[arg-type]
     return auth.set_current(principal), audit.acting_as(principal.key_id)
 
 
-def _leave(token: Any, method: str, started: float, failure: grpc.Status | None) -> None:
-    database.close()  # back to the pool
+def _leave(
+    opened: bool, token: Any, method: str, started: float, failure: grpc.Status | None
+) -> None:
+    if opened:
+        database.close()  # back to the pool
     if token is not None:
         project = auth.current().project_id
         principal_token, actor_token = token
@@ -89,12 +97,16 @@ def _leave(token: Any, method: str, started: float, failure: grpc.Status | None)
         project = None
     code = failure.code.name if failure is not None else "OK"
     seconds = time.perf_counter() - started
-    metrics.record_call(method, code, seconds)
-    _LOGGER.log(
-        logging.DEBUG if failure is None else logging.INFO,
-        "rpc method=%s code=%s ms=%.2f project=%s",
-        method, code, seconds * 1000, project,
-    )
+
+    def record(committed: bool) -> None:
+        told = code if committed else grpc.StatusCode.UNAVAILABLE.name
+        metrics.record_call(method, told, seconds)
+        _LOGGER.log(
+            logging.DEBUG if told == "OK" else logging.INFO,
+            "rpc method=%s code=%s ms=%.2f project=%s", method, told, seconds * 1000, project,
+        )
+
+    when_committed(record)  # a call in the loop's write group is told after its commit
 
 
 def _status_for(error: Exception, method: str) -> grpc.Status:

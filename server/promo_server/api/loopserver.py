@@ -26,6 +26,8 @@ and drives the aio server from other threads as ``grpc.Server`` is driven.
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
 import threading
 from collections.abc import (
     AsyncIterable,
@@ -37,18 +39,24 @@ from collections.abc import (
     Sequence,
 )
 from concurrent import futures
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health
 
 from promo_server.api.handlers import Behavior, rewrapped
+from promo_server.store.db import SQLITE_BUSY_TIMEOUT_SECONDS, WriteGroup
 
+_LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Decides, as a call arrives, whether it runs on the loop: yields True while it may.
-InlineWhen = Callable[[], AbstractContextManager[bool]]
+
+class OnLoop(enum.Enum):
+    """Which calls run on the loop (app.py's ``_ON_LOOP``), each as soon as it arrives."""
+
+    READS = "reads"  # always: on SQLite in WAL mode a read waits for no writer
+    WRITES = "writes"  # in the open write group, or one they open with the lock free
+
 
 # How long a request stream's end waits for a cancellation (see _read_from_loop).
 STREAM_END_SETTLE_SECONDS = 0.005
@@ -105,9 +113,15 @@ class LoopServer:
         _on_loop(self._server.start())
 
     def stop(self, grace: float | None) -> threading.Event:
-        """As ``grpc.Server.stop``: the event is set once the server has stopped."""
+        """As ``grpc.Server.stop``: the event is set once the server has stopped, and
+        the writes of the calls it answered are committed."""
         stopped = threading.Event()
-        future = asyncio.run_coroutine_threadsafe(self._server.stop(grace), event_loop())
+
+        async def stop() -> None:
+            await self._server.stop(grace)
+            COMMITTER.commit()  # a cancelled call's writes may wait in the group
+
+        future = asyncio.run_coroutine_threadsafe(stop(), event_loop())
         future.add_done_callback(lambda _: stopped.set())
         return stopped
 
@@ -162,29 +176,28 @@ class _Context:
 
 
 def to_loop(
-    handler: grpc.RpcMethodHandler, workers: futures.Executor, inline: InlineWhen | None
+    handler: grpc.RpcMethodHandler, workers: futures.Executor, on_loop: OnLoop | None
 ) -> grpc.RpcMethodHandler:
-    """The aio handler running ``handler``'s behaviour: on the loop while ``inline``
-    allows it (unary calls only), else on ``workers``."""
+    """The aio handler running ``handler``'s behaviour: on the loop as ``on_loop`` allows
+    (unary calls only), else on ``workers``."""
     if handler.request_streaming and handler.response_streaming:
         raise ValueError("no promo.v1 call streams both ways")
     if handler.request_streaming:
         return rewrapped(handler, lambda behavior: _client_stream(behavior, workers))
     if handler.response_streaming:
         return rewrapped(handler, lambda behavior: _server_stream(behavior, workers))
-    return rewrapped(handler, lambda behavior: _unary(behavior, workers, inline))
+    return rewrapped(handler, lambda behavior: _unary(behavior, workers, on_loop))
 
 
-def _unary(behavior: Behavior, workers: futures.Executor, inline: InlineWhen | None
-           ) -> Behavior:
+def _unary(behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None) -> Behavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         sync = _Context(context)
 
         async def serve() -> Any:
-            if inline is not None:
-                with inline() as free:
-                    if free:
-                        return behavior(request, sync)
+            if on_loop is OnLoop.WRITES:
+                return await COMMITTER.run_writing(behavior, request, sync)
+            if on_loop is OnLoop.READS:
+                return await COMMITTER.run(behavior, request, sync)
             return await asyncio.get_running_loop().run_in_executor(
                 workers, behavior, request, sync
             )
@@ -192,6 +205,144 @@ def _unary(behavior: Behavior, workers: futures.Executor, inline: InlineWhen | N
         return await _served(context, sync, serve)
 
     return handle
+
+
+# Group commit (see db.WriteGroup): an open group commits once no call has joined it
+# for GROUP_QUIET_SECONDS, or GROUP_SECONDS after it opened, or when GROUP_MOST joined.
+GROUP_QUIET_SECONDS = 0.001
+GROUP_SECONDS = 0.010
+GROUP_MOST = 64
+# How often calls that write, waiting on the loop for the write lock, ask for it again.
+FILE_LOCK_POLL_SECONDS = 0.0005
+
+
+class _Unavailable(Exception):
+    """The call did not happen, and may be retried: its write group could not commit,
+    or the write lock could not be had in time."""
+
+
+class GroupCommitter:
+    """Runs calls on the loop, in the write group while one is open, and commits the
+    group once no call has joined it for ``quiet`` seconds (a lone caller waits
+    that long), ``seconds`` after it opened, or when ``most`` calls joined.
+
+    A call that ran while the group was open is answered only after the commit,
+    its refusals too: what it read may be writes of the group. Should the
+    commit fail, each such call ends UNAVAILABLE, and a retry is safe.
+    """
+
+    def __init__(self, group: WriteGroup, quiet: float = GROUP_QUIET_SECONDS,
+                 seconds: float = GROUP_SECONDS, most: int = GROUP_MOST) -> None:
+        self.group = group
+        self._quiet = quiet
+        self._seconds = seconds
+        self._most = most
+        self._outcome: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._members = 0
+        self._opened = self._joined_last = 0.0
+        self._waiting: asyncio.Future[None] | None = None
+        self._give_up_at = 0.0
+
+    async def run_writing(self, behavior: Behavior, request: Any, context: _Context) -> Any:
+        """Runs a call that writes in the write group, once this process has the lock."""
+        while not self.group.join():
+            await asyncio.shield(self._lock_taken())
+        return await self.run(behavior, request, context)
+
+    def _lock_taken(self) -> asyncio.Future[None]:
+        """Resolves once the write group is open: tries every FILE_LOCK_POLL_SECONDS,
+        in line for the lock, up to the busy timeout."""
+        if self._waiting is None:
+            loop = asyncio.get_running_loop()
+            self._waiting = loop.create_future()
+            self._give_up_at = loop.time() + SQLITE_BUSY_TIMEOUT_SECONDS
+            loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
+        return self._waiting
+
+    def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        if waiting is None:
+            return
+        if self.group.join():
+            self._waiting = None
+            self._outcome_of_open_group()  # commits even if every waiter was cancelled
+            waiting.set_result(None)
+        elif loop.time() > self._give_up_at:
+            self.group.leave_line()
+            self._waiting = None
+            waiting.set_exception(_Unavailable("the database is busy; retry"))
+        else:
+            loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
+
+    async def run(self, behavior: Behavior, request: Any, context: _Context) -> Any:
+        """Runs a call on the loop: in the write group if one is open."""
+        if not self.group.open:
+            return behavior(request, context)
+        committed = self._joined()  # first: the group commits whatever the call does
+        failure: Exception | None = None
+        try:
+            with self.group.member():
+                answer = behavior(request, context)
+        except Exception as error:  # an abort, say: told only once the group has committed
+            failure = error
+        await asyncio.shield(committed)
+        if failure is not None:
+            raise failure
+        return answer
+
+    def _joined(self) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        outcome = self._outcome_of_open_group()
+        self._joined_last = loop.time()
+        self._members += 1
+        if self._members == self._most:
+            loop.call_soon(self.commit)
+        return outcome
+
+    def _outcome_of_open_group(self) -> asyncio.Future[None]:
+        """The open group's commit, timed from the first time it is asked for."""
+        if self._outcome is None:
+            loop = asyncio.get_running_loop()
+            self._outcome = loop.create_future()
+            self._opened = self._joined_last = loop.time()
+            self._timer = loop.call_at(self._opened + self._quiet, self._due)
+            self._members = 0
+        return self._outcome
+
+    def _due(self) -> None:
+        """The group's timer: commits, unless calls still join and there is time left."""
+        loop = asyncio.get_running_loop()
+        until = min(self._joined_last + self._quiet, self._opened + self._seconds)
+        if loop.time() < until:
+            self._timer = loop.call_at(until, self._due)
+        else:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commits the open group, if any, and answers its calls."""
+        outcome, self._outcome = self._outcome, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.group.open:
+            return
+        try:
+            self.group.commit()
+        except Exception as error:
+            _LOGGER.error("group commit failed calls=%d error=%s", self._members, error)
+            if outcome is not None:
+                outcome.set_exception(
+                _Unavailable("the database could not commit; nothing changed, retry")
+            )
+            return
+        if outcome is not None:
+            outcome.set_result(None)
+
+
+# The loop's: one loop, and on it one thread's connection, serve every LoopServer.
+COMMITTER = GroupCommitter(WriteGroup())
 
 
 def _client_stream(behavior: Behavior, workers: futures.Executor) -> Behavior:
@@ -239,6 +390,9 @@ async def _served(
     except _Aborted as aborted:
         status = aborted.status
         await context.abort(status.code, status.details, status.trailing_metadata)
+        raise  # not reached: abort raises
+    except _Unavailable as unavailable:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
         raise  # not reached: abort raises
 
 

@@ -177,6 +177,12 @@ class _SqliteWriters:
     the one at the front takes an flock on a file beside the database, trying
     again every FILE_LOCK_POLL_SECONDS, for up to the busy timeout. SQLite's
     own lock still keeps the data safe from any writer that skips this.
+
+    The processes take turns: one that finds the file locked first takes a
+    second lock, the turnstile, and holds it until it has the first. The
+    process that has just written must pass the turnstile to write again, so
+    the one waiting goes first. (Without it, the process that had just
+    written took the lock again at once, every time, and the other starved.)
     """
 
     FILE_LOCK_POLL_SECONDS = 0.0005
@@ -186,6 +192,8 @@ class _SqliteWriters:
         self._depth = 0
         self._path = ""
         self._file: int | None = None
+        self._turnstile: int | None = None
+        self._in_line = False  # this process holds the turnstile
 
     @contextlib.contextmanager
     def held(self, path: str) -> Iterator[None]:
@@ -195,19 +203,34 @@ class _SqliteWriters:
             with self._counted():
                 yield
 
-    @contextlib.contextmanager
-    def held_if_free(self, path: str) -> Iterator[bool]:
-        """Holds the write lock, as ``held`` does, if no thread or process has it now:
-        yields whether it does, and never waits."""
+    def try_acquire(self, path: str) -> bool:
+        """Takes the write lock, as ``held`` does, if it can this instant; never waits.
+        Each True needs a ``release`` from the same thread. A False may leave this
+        process in line for the lock, which it then keeps the others from: try
+        again until it succeeds, or ``leave_line``."""
         if not self._threads.acquire(blocking=False):
-            yield False
+            return False
+        if self._depth == 0 and not self._try_lock_file(path):
+            self._threads.release()
+            return False
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def leave_line(self) -> None:
+        """Stops waiting for the lock, letting the other processes go first; never waits.
+        (A thread of this process that holds the lock or waits for it keeps the place.)"""
+        if not self._threads.acquire(blocking=False):
             return
         try:
-            if self._depth == 0 and not self._try_lock_file(path):
-                yield False
-                return
-            with self._counted():
-                yield True
+            if self._in_line and self._turnstile is not None:
+                fcntl.flock(self._turnstile, fcntl.LOCK_UN)
+            self._in_line = False
         finally:
             self._threads.release()
 
@@ -226,44 +249,137 @@ class _SqliteWriters:
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
         while not self._try_lock_file(path):
             if time.monotonic() > deadline:
+                self.leave_line()
                 raise OperationalError("database is locked")
             time.sleep(self.FILE_LOCK_POLL_SECONDS)
 
     def _try_lock_file(self, path: str) -> bool:
         self._open(path)
-        if self._file is None:
+        if self._file is None or self._turnstile is None:
             return True
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
+        if not self._in_line:
+            if not _locked_now(self._turnstile):
+                return False  # another process is in line: it goes first
+            self._in_line = True
+        if not _locked_now(self._file):
+            return False  # in line, and next
+        fcntl.flock(self._turnstile, fcntl.LOCK_UN)
+        self._in_line = False
         return True
 
     def _open(self, path: str) -> None:
         if path != self._path:
-            if self._file is not None:
-                os.close(self._file)
-                self._file = None
+            for held in (self._file, self._turnstile):
+                if held is not None:
+                    os.close(held)
+            self._file = self._turnstile = None
+            self._in_line = False
             self._path = path
             if path and path != ":memory:" and not path.startswith("file:"):
                 self._file = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+                self._turnstile = os.open(f"{path}-writer-next", os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _locked_now(file: int) -> bool:
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 _WRITERS = _SqliteWriters()
 
 
-@contextlib.contextmanager
-def writer_if_free() -> Iterator[bool]:
-    """SQLite: holds the write lock if it is free this instant, and yields whether it
-    does; never waits. A write transaction begun while it is held waits for none of the
-    server's writers (the lock is re-entrant); only a writer that skips the lock file,
-    a sqlite3 shell say, could make it wait, up to the busy timeout. Always False on
-    PostgreSQL, whose row locks can't be known ahead."""
-    if not is_sqlite():
-        yield False
-        return
-    with _WRITERS.held_if_free(database.obj.database) as held:
-        yield held
+class WriteGroup:
+    """Group commit on SQLite: the writes of several calls, one transaction, one commit.
+
+    A SQLite commit costs more than the statements of a redemption (about 11
+    pages to the log). The event loop's calls join a group while it is open:
+    their write transactions become savepoints of the group's one transaction,
+    which holds the write lock from when it opens until ``commit``, and the
+    loop answers them only after that commit (api/loopserver.py). Should the
+    commit fail, none of them happened, and each is told to retry.
+
+    Used from one thread at a time, the event loop's. ``when_committed`` defers
+    what reports a write (metrics, logs) until the group commits.
+    """
+
+    def __init__(self) -> None:
+        self._transaction: Any = None
+        self._opened_connection = False
+        self._thread: int | None = None
+        self._on_commit: list[Callable[[bool], None]] = []
+
+    @property
+    def open(self) -> bool:
+        return self._transaction is not None
+
+    def join(self) -> bool:
+        """Whether the group is open, opening it if the write lock can be taken this
+        instant; never waits. A False may leave this process in line for the lock:
+        join again until it opens, or ``leave_line``. Always False on PostgreSQL,
+        whose row locks can't be known ahead."""
+        if self._transaction is not None:
+            return True
+        if not is_sqlite() or not _WRITERS.try_acquire(database.obj.database):
+            return False
+        try:
+            self._opened_connection = database.connect(reuse_if_open=True)
+            transaction = database.transaction("IMMEDIATE")
+            transaction.__enter__()
+        except BaseException:
+            self._close()
+            raise
+        self._transaction = transaction
+        self._thread = threading.get_ident()
+        _GROUPS[self._thread] = self
+        return True
+
+    def leave_line(self) -> None:
+        _WRITERS.leave_line()
+
+    @contextlib.contextmanager
+    def member(self) -> Iterator[None]:
+        """One call's part of the open group: undone alone if the call fails."""
+        with database.savepoint():
+            yield
+
+    def commit(self) -> None:
+        """Commits the group's writes (raises if that fails, all of them undone), gives
+        back the write lock, and runs what waited for the outcome."""
+        transaction, self._transaction = self._transaction, None
+        on_commit, self._on_commit = self._on_commit, []
+        committed = False
+        try:
+            transaction.__exit__(None, None, None)  # commits, or rolls back and raises
+            committed = True
+        finally:
+            self._close()
+            for callback in on_commit:
+                callback(committed)
+
+    def _close(self) -> None:
+        _GROUPS.pop(self._thread or 0, None)
+        self._thread = None
+        if self._opened_connection:
+            database.close()
+            self._opened_connection = False
+        _WRITERS.release()
+
+
+# The open group of each thread (the event loop's, if any).
+_GROUPS: dict[int, WriteGroup] = {}
+
+
+def when_committed(callback: Callable[[bool], None]) -> None:
+    """Calls ``callback(True)`` once this thread's writes are committed: now, or when
+    its open write group commits (``callback(False)`` if that fails)."""
+    group = _GROUPS.get(threading.get_ident())
+    if group is None:
+        callback(True)
+    else:
+        group._on_commit.append(callback)
 
 
 class Compiled:

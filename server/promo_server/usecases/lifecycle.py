@@ -26,7 +26,7 @@ from promo_server.domain.errors import (
 )
 from promo_server.store import lifecycle as store
 from promo_server.store import profiles, promotions
-from promo_server.store.db import utcnow, write_transaction
+from promo_server.store.db import utcnow, when_committed, write_transaction
 from promo_server.store.models import Code, Profile, Promotion, Redemption
 
 _LOGGER = logging.getLogger(__name__)
@@ -155,8 +155,13 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
         if done is None:
             raise
         return done
-    metrics.record_redemption(project_id)
-    _LOGGER.info("code activated project=%s redemption=%s", project_id, redeemed.id)
+
+    def record(committed: bool) -> None:
+        if committed:
+            metrics.record_redemption(project_id)
+            _LOGGER.info("code activated project=%s redemption=%s", project_id, redeemed.id)
+
+    when_committed(record)  # on the event loop, its write group may commit later
     return redeemed
 
 
