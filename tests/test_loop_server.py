@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
+from promo_server.app import create_server
+from promo_server.store import db
 from promo_server.store.db import (
     WriteGroup,
     database,
@@ -158,3 +161,36 @@ def test_a_write_group_whose_commit_fails_keeps_none_of_its_writes(sqlite_opened
     assert _values("parent") == []
     assert group.join(), "the failed group gave the lock back"
     group.commit()
+
+
+def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite an activation waits for the lock file on the event loop (PostgreSQL's
+    lock waits: tests/test_scale_out.py); when the wait runs out it is UNAVAILABLE, and
+    once the other writer is done the same call goes through."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_SECONDS", HOLD_SECONDS)
+    db_url = f"sqlite:///{tmp_path / 'busy.db'}"
+    server, port = create_server("127.0.0.1:0", db_url)
+    server.start()
+    try:
+        running = Running(f"127.0.0.1:{port}", db_url, server)
+        channel = running.channel()
+        api = Api(code_pb2_grpc.CodeServiceStub(channel),
+                  promotion_pb2_grpc.PromotionServiceStub(channel),
+                  running.new_project().admin_key)
+        api.pool(api.promotion("busy"), "BUSY-1")
+        with other_process_writing(db_url):
+            began = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                api.activate("BUSY-1", "ann", request_id="waited")
+            waited = time.monotonic() - began
+            checked = api.validate("BUSY-1", "ann")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert waited >= HOLD_SECONDS
+        assert checked.valid, "the code is as it was"
+        assert api.code("BUSY-1").redemption_count == 0
+        assert api.activate("BUSY-1", "ann", request_id="waited").state == pb.Redemption.REDEEMED
+        channel.close()
+    finally:
+        server.stop(None).wait()

@@ -1,5 +1,5 @@
-"""Serving SQLite from an event loop: the hot calls run on the loop itself, when they
-cannot wait; every other call runs on the worker threads, as on the threaded server.
+"""Serving SQLite from an event loop: the hot calls run on the loop itself, every other
+call on the worker threads, as on the threaded server.
 
 The threaded gRPC server moves each call from its polling thread to a worker
 thread, and each sqlite3 call hands the GIL to whichever thread wants it next:
@@ -8,14 +8,16 @@ hand-offs (futex waits and the scheduler), not to the calls. ``grpc.aio``
 serves every call from one event loop instead, and a handler that runs on the
 loop costs no hand-off at all.
 
-Only a handler that cannot wait may run there, for while it runs no other call
-moves. On SQLite in WAL mode a read never waits for a writer, so ValidateCode
-always runs on the loop. ActivateCode writes, so it runs there only when this
-process can take the write lock at once (``db.writer_if_free``), and on a
-worker thread, waiting its turn in line, otherwise. (Asking again from the loop
-instead was tried: the process that just wrote always won the lock again, and
-the other one starved.) PostgreSQL answers every statement over the network,
-so on PostgreSQL the threaded server serves (see app.py).
+Only a handler that never blocks may run there, for while it runs no other
+call moves. On SQLite in WAL mode a read never waits for a writer, so
+ValidateCode runs on the loop. ActivateCode writes: it runs on the loop once
+this process holds the write lock, in the write group (``db.WriteGroup``):
+the activations of the next few milliseconds share one transaction and one
+commit, which cost more than their statements, and are answered after it.
+While another process or thread has the lock, activations wait for it on the
+loop, asking again every FILE_LOCK_POLL_SECONDS, never blocking it; the
+processes take turns. PostgreSQL answers every statement over the network, so
+on PostgreSQL the threaded server serves (see app.py).
 
 The handlers are the threaded server's own, inside the same interceptors:
 ``LoopServer`` adapts each to ``grpc.aio`` (a context they can call from any
@@ -42,10 +44,12 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
+import peewee
 from grpc_health.v1 import health
 
 from promo_server.api.handlers import Behavior, rewrapped
-from promo_server.store.db import SQLITE_BUSY_TIMEOUT_SECONDS, WriteGroup
+from promo_server.store import db
+from promo_server.store.db import WriteGroup
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -246,9 +250,18 @@ class GroupCommitter:
 
     async def run_writing(self, behavior: Behavior, request: Any, context: _Context) -> Any:
         """Runs a call that writes in the write group, once this process has the lock."""
-        while not self.group.join():
+        while not self._join():
             await asyncio.shield(self._lock_taken())
         return await self.run(behavior, request, context)
+
+    def _join(self) -> bool:
+        try:
+            return self.group.join()
+        except peewee.DatabaseError as error:
+            # A writer that skips the lock file (a sqlite3 shell) held on past the busy
+            # timeout, or the file is gone: as the guard says of any call.
+            _LOGGER.warning("database unavailable method=ActivateCode error=%s", error)
+            raise _Unavailable("the database is busy or unreachable; retry") from error
 
     def _lock_taken(self) -> asyncio.Future[None]:
         """Resolves once the write group is open: tries every FILE_LOCK_POLL_SECONDS,
@@ -256,7 +269,7 @@ class GroupCommitter:
         if self._waiting is None:
             loop = asyncio.get_running_loop()
             self._waiting = loop.create_future()
-            self._give_up_at = loop.time() + SQLITE_BUSY_TIMEOUT_SECONDS
+            self._give_up_at = loop.time() + db.SQLITE_BUSY_TIMEOUT_SECONDS
             loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
         return self._waiting
 
@@ -265,7 +278,14 @@ class GroupCommitter:
         waiting = self._waiting
         if waiting is None:
             return
-        if self.group.join():
+        try:
+            opened = self._join()
+        except _Unavailable as unavailable:
+            self.group.leave_line()
+            self._waiting = None
+            waiting.set_exception(unavailable)
+            return
+        if opened:
             self._waiting = None
             self._outcome_of_open_group()  # commits even if every waiter was cancelled
             waiting.set_result(None)
