@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import peewee
 import pytest
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
 from promo_server.app import create_server
+from promo_server.config import Settings, SettingsError
 from promo_server.store import db
 from promo_server.store.db import (
     WriteGroup,
@@ -191,6 +193,56 @@ def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_chang
         assert checked.valid, "the code is as it was"
         assert api.code("BUSY-1").redemption_count == 0
         assert api.activate("BUSY-1", "ann", request_id="waited").state == pb.Redemption.REDEEMED
+        channel.close()
+    finally:
+        server.stop(None).wait()
+
+
+def test_a_group_commit_setting_out_of_range_is_refused(db_url: str) -> None:
+    for ms in (-1.0, 101.0, float("nan")):
+        settings = Settings(database_url=db_url, listen="127.0.0.1:0", group_commit_ms=ms)
+        with pytest.raises(SettingsError, match="PROMO_GROUP_COMMIT_MS"):
+            create_server("127.0.0.1:0", db_url, settings)
+
+
+def test_activations_whose_group_fails_to_commit_are_unavailable_and_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the activations of a write group are answered after its commit; should it
+    fail (a full disk, say), none of them happened, each is UNAVAILABLE, and a retry
+    goes through."""
+    db_url = f"sqlite:///{tmp_path / 'failing.db'}"
+    server, port = create_server("127.0.0.1:0", db_url)
+    server.start()
+    try:
+        running = Running(f"127.0.0.1:{port}", db_url, server)
+        channel = running.channel()
+        api = Api(code_pb2_grpc.CodeServiceStub(channel),
+                  promotion_pb2_grpc.PromotionServiceStub(channel),
+                  running.new_project().admin_key)
+        api.pool(api.promotion("failing"), *(f"FAIL-{n}" for n in range(4)))
+        commit = database.obj.commit
+        failures = [peewee.OperationalError("disk I/O error")]
+
+        def commit_failing_once() -> None:
+            if failures:
+                raise failures.pop()
+            commit()
+
+        monkeypatch.setattr(database.obj, "commit", commit_failing_once)
+        with ThreadPoolExecutor(max_workers=4) as callers:
+            tried = [callers.submit(api.activate, f"FAIL-{n}", f"p{n}", f"r{n}")
+                     for n in range(4)]
+            outcomes = [future.exception(timeout=10) for future in tried]
+        refused = [error for error in outcomes if error is not None]
+        assert refused, "no activation was in the group that failed"
+        assert all(isinstance(error, grpc.RpcError)
+                   and error.code() == grpc.StatusCode.UNAVAILABLE for error in refused)
+        for n, error in enumerate(outcomes):
+            counted = api.code(f"FAIL-{n}").redemption_count
+            assert counted == (0 if error is not None else 1), f"FAIL-{n}"
+            assert api.activate(f"FAIL-{n}", f"p{n}", f"r{n}").state == pb.Redemption.REDEEMED
+            assert api.code(f"FAIL-{n}").redemption_count == 1
         channel.close()
     finally:
         server.stop(None).wait()

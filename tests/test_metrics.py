@@ -563,6 +563,8 @@ def test_metrics_listen_comes_from_the_environment(db_url: str) -> None:
         (("serve", "--metrics-listen", "nonsense"), "is not HOST:PORT"),
         (("serve", "--metrics-listen", ":9464"), "is not HOST:PORT"),
         (("serve", "--metrics-listen", "127.0.0.1:99999"), "port must be a number from 0 to 65535"),
+        (("serve", "--group-commit-ms", "soon"), "must be 0 to 100 milliseconds, not 'soon'"),
+        (("serve", "--group-commit-ms", "-1"), "must be 0 to 100 milliseconds, not '-1'"),
         (("set-low-stock-threshold", "demo", "lots"), "must be a number, 0 or more, or none"),
         (("set-low-stock-threshold", "demo", "-3"), "must be a number, 0 or more, or none"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -184,6 +185,7 @@ def create_server(
     settings = settings or Settings(database_url=db_url, listen=address)
     tls = load_tls(settings)  # before the database: a bad file must change nothing
     guesses = throttle.from_settings(settings)
+    group_commit_seconds = group_commit(settings)
     # A connection for each worker, one for the stock watcher's counts and, on
     # SQLite, one for the calls that run on the event loop.
     db = open_database(db_url, pool_size=settings.threads + 2,
@@ -209,7 +211,9 @@ def create_server(
     grpc_server: grpc.Server | LoopServer
     health_servicer: health.HealthServicer | LoopHealth
     if on_loop:
-        grpc_server, health_servicer = _loop_server(options, interceptors, workers, guesses)
+        grpc_server, health_servicer = _loop_server(
+            options, interceptors, workers, guesses, group_commit_seconds
+        )
     else:
         grpc_server = grpc.server(workers, interceptors=interceptors, options=options)
         _add_services(grpc_server, guesses)
@@ -228,6 +232,21 @@ def create_server(
     endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
     stock = StockWatcher(settings.stock_check_seconds)
     return Server(grpc_server, health_servicer, workers, stock, endpoint), port
+
+
+# Longer would hold every activation up for little more sharing.
+MAX_GROUP_COMMIT_MS = 100.0
+
+
+def group_commit(settings: Settings) -> float:
+    """The write groups' quiet time in seconds; a SettingsError names the flag to fix."""
+    ms = settings.group_commit_ms
+    if not (math.isfinite(ms) and 0 <= ms <= MAX_GROUP_COMMIT_MS):
+        raise SettingsError(
+            f"--group-commit-ms (PROMO_GROUP_COMMIT_MS) must be 0 to {MAX_GROUP_COMMIT_MS:g} "
+            f"milliseconds, not {ms:g}"
+        )
+    return ms / 1000
 
 
 _REFLECTED = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -267,8 +286,9 @@ def _loop_server(
     interceptors: list[grpc.ServerInterceptor],
     workers: futures.ThreadPoolExecutor,
     guesses: throttle.GuessThrottle,
+    group_commit_seconds: float,
 ) -> tuple[LoopServer, LoopHealth]:
-    server = LoopServer(options)
+    server = LoopServer(options, group_commit_seconds)
     recorder = _Recorder()
     _add_services(recorder, guesses)
     for service, handlers in recorder.services.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="HOST:PORT (env PROMO_LISTEN; default %(default)s)")
     serve.add_argument("--threads", type=int, default=defaults.threads,
                        help="worker threads (env PROMO_THREADS; default %(default)s)")
+    serve.add_argument("--group-commit-ms", metavar="MS", type=_group_commit_ms,
+                       default=defaults.group_commit_ms,
+                       help="SQLite: how long an activation's commit waits for others to "
+                            "share it; 0: none (env PROMO_GROUP_COMMIT_MS; "
+                            "default %(default)s)")
     serve.add_argument("--workers", type=_positive, default=defaults.workers,
                        help="server processes sharing the port "
                             "(env PROMO_WORKERS; default %(default)s)")
@@ -113,6 +119,18 @@ def _positive(text: str) -> int:
     return number
 
 
+def _group_commit_ms(text: str) -> float:
+    try:
+        ms = float(text)
+    except ValueError:
+        ms = -1.0
+    if not (math.isfinite(ms) and 0 <= ms <= app.MAX_GROUP_COMMIT_MS):
+        raise argparse.ArgumentTypeError(
+            f"must be 0 to {app.MAX_GROUP_COMMIT_MS:g} milliseconds, not {text!r}"
+        )
+    return ms
+
+
 def _metrics_address(text: str) -> str:
     if text:
         try:
@@ -149,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(defaults.log_level, defaults.log_format)
     if args.command == "serve":
         settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
-                            workers=args.workers, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                            group_commit_ms=args.group_commit_ms, workers=args.workers,
+                            tls_cert=args.tls_cert, tls_key=args.tls_key,
                             tls_client_ca=args.tls_client_ca, metrics_listen=args.metrics_listen)
         try:
             app.load_tls(settings)  # here, before any worker process forks
             throttle.from_settings(settings)
+            app.group_commit(settings)
         except SettingsError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

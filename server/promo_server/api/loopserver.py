@@ -93,11 +93,12 @@ class LoopServer:
     """A ``grpc.aio`` server on the process's event loop, with ``grpc.Server``'s methods,
     callable from any thread but the loop's."""
 
-    def __init__(self, options: Sequence[tuple[str, Any]]) -> None:
+    def __init__(self, options: Sequence[tuple[str, Any]], group_commit_seconds: float) -> None:
         async def create() -> grpc.aio.Server:
             return grpc.aio.server(options=options)
 
         self._server = _on_loop(create())
+        COMMITTER.quiet = group_commit_seconds
 
     @property
     def aio(self) -> grpc.aio.Server:
@@ -212,9 +213,9 @@ def _unary(behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None
 
 
 # Group commit (see db.WriteGroup): an open group commits once no call has joined it
-# for GROUP_QUIET_SECONDS, or GROUP_SECONDS after it opened, or when GROUP_MOST joined.
-GROUP_QUIET_SECONDS = 0.001
-GROUP_SECONDS = 0.010
+# for its quiet time (the --group-commit-ms setting), or GROUP_QUIET_TIMES that long
+# after it opened, or when GROUP_MOST calls joined.
+GROUP_QUIET_TIMES = 5
 GROUP_MOST = 64
 # How often calls that write, waiting on the loop for the write lock, ask for it again.
 FILE_LOCK_POLL_SECONDS = 0.0005
@@ -228,18 +229,16 @@ class _Unavailable(Exception):
 class GroupCommitter:
     """Runs calls on the loop, in the write group while one is open, and commits the
     group once no call has joined it for ``quiet`` seconds (a lone caller waits
-    that long), ``seconds`` after it opened, or when ``most`` calls joined.
+    that long), GROUP_QUIET_TIMES that after it opened, or when ``most`` calls joined.
 
     A call that ran while the group was open is answered only after the commit,
     its refusals too: what it read may be writes of the group. Should the
     commit fail, each such call ends UNAVAILABLE, and a retry is safe.
     """
 
-    def __init__(self, group: WriteGroup, quiet: float = GROUP_QUIET_SECONDS,
-                 seconds: float = GROUP_SECONDS, most: int = GROUP_MOST) -> None:
+    def __init__(self, group: WriteGroup, most: int = GROUP_MOST) -> None:
         self.group = group
-        self._quiet = quiet
-        self._seconds = seconds
+        self.quiet = 0.0  # set by the LoopServer
         self._most = most
         self._outcome: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -327,14 +326,14 @@ class GroupCommitter:
             loop = asyncio.get_running_loop()
             self._outcome = loop.create_future()
             self._opened = self._joined_last = loop.time()
-            self._timer = loop.call_at(self._opened + self._quiet, self._due)
+            self._timer = loop.call_at(self._opened + self.quiet, self._due)
             self._members = 0
         return self._outcome
 
     def _due(self) -> None:
         """The group's timer: commits, unless calls still join and there is time left."""
         loop = asyncio.get_running_loop()
-        until = min(self._joined_last + self._quiet, self._opened + self._seconds)
+        until = min(self._joined_last + self.quiet, self._opened + self.quiet * GROUP_QUIET_TIMES)
         if loop.time() < until:
             self._timer = loop.call_at(until, self._due)
         else:
