@@ -14,10 +14,12 @@ ValidateCode runs on the loop. ActivateCode writes: it runs on the loop once
 this process holds the write lock, in the write group (``db.WriteGroup``):
 the activations of the next few milliseconds share one transaction and one
 commit, which cost more than their statements, and are answered after it.
-While another process or thread has the lock, activations wait for it on the
-loop, asking again every FILE_LOCK_POLL_SECONDS, never blocking it; the
-processes take turns. PostgreSQL answers every statement over the network, so
-on PostgreSQL the threaded server serves (see app.py).
+While another process has the lock, activations wait for it on the loop,
+asking again every FILE_LOCK_POLL_SECONDS, never blocking it; the processes
+take turns. While a thread of this process has it (an import, say), they line
+up behind it on the worker threads, as every other writer does. PostgreSQL
+answers every statement over the network, so on PostgreSQL the threaded server
+serves (see app.py).
 
 The handlers are the threaded server's own, inside the same interceptors:
 ``LoopServer`` adapts each to ``grpc.aio`` (a context they can call from any
@@ -200,7 +202,7 @@ def _unary(behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None
 
         async def serve() -> Any:
             if on_loop is OnLoop.WRITES:
-                return await COMMITTER.run_writing(behavior, request, sync)
+                return await COMMITTER.run_writing(behavior, request, sync, workers)
             if on_loop is OnLoop.READS:
                 return await COMMITTER.run(behavior, request, sync)
             return await asyncio.get_running_loop().run_in_executor(
@@ -229,7 +231,9 @@ class _Unavailable(Exception):
 class GroupCommitter:
     """Runs calls on the loop, in the write group while one is open, and commits the
     group once no call has joined it for ``quiet`` seconds (a lone caller waits
-    that long), GROUP_QUIET_TIMES that after it opened, or when ``most`` calls joined.
+    that long), GROUP_QUIET_TIMES that after it opened, or when ``most`` calls joined;
+    at once, though, when another thread or process waits for the write lock: the
+    calls queued on the loop meanwhile join first.
 
     A call that ran while the group was open is answered only after the commit,
     its refusals too: what it read may be writes of the group. Should the
@@ -247,9 +251,16 @@ class GroupCommitter:
         self._waiting: asyncio.Future[None] | None = None
         self._give_up_at = 0.0
 
-    async def run_writing(self, behavior: Behavior, request: Any, context: _Context) -> Any:
-        """Runs a call that writes in the write group, once this process has the lock."""
+    async def run_writing(self, behavior: Behavior, request: Any, context: _Context,
+                          workers: futures.Executor) -> Any:
+        """Runs a call that writes in the write group, once this process has the lock;
+        or, while a thread of this process has it, on a worker thread, in line behind
+        it as the threads are (asking from the loop, it would lose to them every time)."""
         while not self._join():
+            if self.group.busy_here:
+                return await asyncio.get_running_loop().run_in_executor(
+                    workers, behavior, request, context
+                )
             await asyncio.shield(self._lock_taken())
         return await self.run(behavior, request, context)
 
@@ -263,8 +274,9 @@ class GroupCommitter:
             raise _Unavailable("the database is busy or unreachable; retry") from error
 
     def _lock_taken(self) -> asyncio.Future[None]:
-        """Resolves once the write group is open: tries every FILE_LOCK_POLL_SECONDS,
-        in line for the lock, up to the busy timeout."""
+        """Resolves once the write group is open, or a thread of this process has the
+        lock: tries every FILE_LOCK_POLL_SECONDS, in line for the lock, up to the busy
+        timeout."""
         if self._waiting is None:
             loop = asyncio.get_running_loop()
             self._waiting = loop.create_future()
@@ -288,6 +300,10 @@ class GroupCommitter:
             self._waiting = None
             self._outcome_of_open_group()  # commits even if every waiter was cancelled
             waiting.set_result(None)
+        elif self.group.busy_here:  # the waiters go to the worker threads
+            self.group.leave_line()
+            self._waiting = None
+            waiting.set_result(None)
         elif loop.time() > self._give_up_at:
             self.group.leave_line()
             self._waiting = None
@@ -306,6 +322,8 @@ class GroupCommitter:
                 answer = behavior(request, context)
         except Exception as error:  # an abort, say: told only once the group has committed
             failure = error
+        if self.group.others_waiting():  # holding the lock for more would keep them waiting
+            asyncio.get_running_loop().call_soon(self.commit)
         await asyncio.shield(committed)
         if failure is not None:
             raise failure
@@ -334,7 +352,7 @@ class GroupCommitter:
         """The group's timer: commits, unless calls still join and there is time left."""
         loop = asyncio.get_running_loop()
         until = min(self._joined_last + self.quiet, self._opened + self.quiet * GROUP_QUIET_TIMES)
-        if loop.time() < until:
+        if loop.time() < until and not self.group.others_waiting():
             self._timer = loop.call_at(until, self._due)
         else:
             self.commit()

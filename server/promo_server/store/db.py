@@ -194,21 +194,47 @@ class _SqliteWriters:
         self._file: int | None = None
         self._turnstile: int | None = None
         self._in_line = False  # this process holds the turnstile
+        self.busy_here = False
+        self._counting = threading.Lock()
+        self._threads_waiting = 0
 
     @contextlib.contextmanager
     def held(self, path: str) -> Iterator[None]:
-        with self._threads:
+        with self._counting:
+            self._threads_waiting += 1
+        try:
+            self._threads.acquire()
+        finally:
+            with self._counting:
+                self._threads_waiting -= 1
+        try:
             if self._depth == 0:
                 self._lock_file(path)
             with self._counted():
                 yield
+        finally:
+            self._threads.release()
+
+    def others_waiting(self) -> bool:
+        """Whether another thread of this process, or another process, waits for the
+        lock (which this thread holds)."""
+        if self._threads_waiting:
+            return True
+        if self._turnstile is None:
+            return False
+        if not _locked_now(self._turnstile):
+            return True  # another process is in line
+        fcntl.flock(self._turnstile, fcntl.LOCK_UN)
+        return False
 
     def try_acquire(self, path: str) -> bool:
         """Takes the write lock, as ``held`` does, if it can this instant; never waits.
         Each True needs a ``release`` from the same thread. A False may leave this
         process in line for the lock, which it then keeps the others from: try
-        again until it succeeds, or ``leave_line``."""
-        if not self._threads.acquire(blocking=False):
+        again until it succeeds, or ``leave_line``. After a False, ``busy_here``
+        tells whether another thread of this process has it or waits for it."""
+        self.busy_here = not self._threads.acquire(blocking=False)
+        if self.busy_here:
             return False
         if self._depth == 0 and not self._try_lock_file(path):
             self._threads.release()
@@ -338,6 +364,16 @@ class WriteGroup:
 
     def leave_line(self) -> None:
         _WRITERS.leave_line()
+
+    def others_waiting(self) -> bool:
+        """Whether another thread or process waits for the open group's write lock."""
+        return self._transaction is not None and _WRITERS.others_waiting()
+
+    @property
+    def busy_here(self) -> bool:
+        """After a False ``join``: whether a thread of this process has the write lock
+        or waits for it (rather than another process)."""
+        return _WRITERS.busy_here
 
     @contextlib.contextmanager
     def member(self) -> Iterator[None]:
