@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,12 +113,89 @@ def _values(table: str) -> list[int]:
 
 
 @pytest.fixture
-def sqlite_opened(tmp_path: Path) -> Iterator[None]:
+def sqlite_opened(tmp_path: Path) -> Iterator[Path]:
     """Write groups are SQLite's: on PostgreSQL every call runs on its own (above)."""
-    open_database(f"sqlite:///{tmp_path / 'grouped.db'}", pool_size=2)
+    path = tmp_path / "grouped.db"
+    open_database(f"sqlite:///{path}", pool_size=2)
     database.connect(reuse_if_open=True)
-    yield
+    yield path
     database.close()
+
+
+def _until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 5
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_write_group_gives_way_to_a_thread_that_waits_for_the_lock(
+    sqlite_opened: Path,
+) -> None:
+    database.execute_sql("CREATE TABLE grouped (x INTEGER)")
+    group = WriteGroup()
+    assert group.join()
+    assert not group.others_waiting()
+
+    def write() -> None:
+        with write_transaction():
+            database.execute_sql("INSERT INTO grouped VALUES (2)")
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        writing = worker.submit(write)
+        assert _until(group.others_waiting), "the waiting thread went unseen"
+        assert not writing.done()
+        group.commit()
+        writing.result(timeout=5)
+    assert group.join()
+    group.commit()
+
+
+def test_the_process_in_line_for_the_lock_goes_before_the_one_that_just_wrote(
+    sqlite_opened: Path,
+) -> None:
+    """Another process is played by files of its own: flocks of two open files conflict."""
+    group = WriteGroup()
+    other = os.open(f"{sqlite_opened}-writer", os.O_RDWR | os.O_CREAT)
+    other_line = os.open(f"{sqlite_opened}-writer-next", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # the other process writes
+        assert not group.join() and not group.busy_here
+        fcntl.flock(other, fcntl.LOCK_UN)  # and is done; to write again it must queue
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other_line, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert group.join(), "the process in line was next"
+        fcntl.flock(other_line, fcntl.LOCK_EX | fcntl.LOCK_NB)  # now it may queue
+        assert group.others_waiting(), "the group sees the other process in line"
+        fcntl.flock(other_line, fcntl.LOCK_UN)
+        group.commit()
+    finally:
+        os.close(other)
+        os.close(other_line)
+
+
+def test_a_write_group_that_finds_a_thread_of_its_process_writing_says_so(
+    sqlite_opened: Path,
+) -> None:
+    group = WriteGroup()
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with write_transaction():
+            holding.set()
+            release.wait(5)
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        writing = worker.submit(write)
+        assert holding.wait(5)
+        assert not group.join()
+        assert group.busy_here
+        release.set()
+        writing.result(timeout=5)
+    assert group.join()
+    group.commit()
 
 
 def test_a_write_group_commits_its_members_together_and_undoes_a_failed_one_alone(
