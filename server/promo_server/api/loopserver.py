@@ -294,7 +294,7 @@ class GroupCommitter:
         except _Unavailable as unavailable:
             self.group.leave_line()
             self._waiting = None
-            waiting.set_exception(unavailable)
+            _fail(waiting, str(unavailable))
             return
         if opened:
             self._waiting = None
@@ -307,7 +307,7 @@ class GroupCommitter:
         elif loop.time() > self._give_up_at:
             self.group.leave_line()
             self._waiting = None
-            waiting.set_exception(_Unavailable("the database is busy; retry"))
+            _fail(waiting, "the database is busy; retry")
         else:
             loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
 
@@ -363,19 +363,22 @@ class GroupCommitter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self.group.open:
-            return
         try:
-            self.group.commit()
+            if self.group.open:
+                self.group.commit()
         except Exception as error:
             _LOGGER.error("group commit failed calls=%d error=%s", self._members, error)
             if outcome is not None:
-                outcome.set_exception(
-                _Unavailable("the database could not commit; nothing changed, retry")
-            )
+                _fail(outcome, "the database could not commit; nothing changed, retry")
             return
         if outcome is not None:
             outcome.set_result(None)
+
+
+def _fail(future: asyncio.Future[None], message: str) -> None:
+    """Ends ``future`` with _Unavailable(message), which no one may be left to see."""
+    future.set_exception(_Unavailable(message))
+    future.exception()  # seen: asyncio would log it as never retrieved
 
 
 # The loop's: one loop, and on it one thread's connection, serve every LoopServer.
