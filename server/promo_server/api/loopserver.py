@@ -204,6 +204,8 @@ def _unary(behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None
             if on_loop is OnLoop.WRITES:
                 return await COMMITTER.run_writing(behavior, request, sync, workers)
             if on_loop is OnLoop.READS:
+                if not COMMITTER.group.open:
+                    return behavior(request, sync)
                 return await COMMITTER.run(behavior, request, sync)
             return await asyncio.get_running_loop().run_in_executor(
                 workers, behavior, request, sync
