@@ -131,26 +131,36 @@ def _until(condition: Callable[[], bool]) -> bool:
     return True
 
 
-def test_a_write_group_gives_way_to_a_thread_that_waits_for_the_lock(
-    sqlite_opened: Path,
-) -> None:
+def test_a_write_group_and_the_threads_of_its_process_take_turns(sqlite_opened: Path) -> None:
+    """A group does not open while a thread writes (its calls line up behind the thread),
+    and an open group sees a thread that waits for it (and commits at once)."""
     database.execute_sql("CREATE TABLE grouped (x INTEGER)")
     group = WriteGroup()
-    assert group.join()
-    assert not group.others_waiting()
+    holding, release = threading.Event(), threading.Event()
 
-    def write() -> None:
+    def write(wait: bool) -> None:
         with write_transaction():
             database.execute_sql("INSERT INTO grouped VALUES (2)")
+            holding.set()
+            if wait:
+                release.wait(5)
 
     with ThreadPoolExecutor(max_workers=1) as worker:
-        writing = worker.submit(write)
+        writing = worker.submit(write, True)
+        assert holding.wait(5)
+        assert not group.join()
+        assert group.busy_here, "the lock was taken for another process's"
+        release.set()
+        writing.result(timeout=5)
+
+        assert group.join()
+        assert not group.others_waiting()
+        writing = worker.submit(write, False)
         assert _until(group.others_waiting), "the waiting thread went unseen"
         assert not writing.done()
         group.commit()
         writing.result(timeout=5)
-    assert group.join()
-    group.commit()
+    assert _values("grouped") == [2, 2]
 
 
 def test_the_process_in_line_for_the_lock_goes_before_the_one_that_just_wrote(
@@ -176,30 +186,8 @@ def test_the_process_in_line_for_the_lock_goes_before_the_one_that_just_wrote(
         os.close(other_line)
 
 
-def test_a_write_group_that_finds_a_thread_of_its_process_writing_says_so(
-    sqlite_opened: Path,
-) -> None:
-    group = WriteGroup()
-    holding, release = threading.Event(), threading.Event()
-
-    def write() -> None:
-        with write_transaction():
-            holding.set()
-            release.wait(5)
-
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        writing = worker.submit(write)
-        assert holding.wait(5)
-        assert not group.join()
-        assert group.busy_here
-        release.set()
-        writing.result(timeout=5)
-    assert group.join()
-    group.commit()
-
-
 def test_a_write_group_commits_its_members_together_and_undoes_a_failed_one_alone(
-    sqlite_opened: None,
+    sqlite_opened: Path,
 ) -> None:
     database.execute_sql("CREATE TABLE grouped (x INTEGER)")
     group = WriteGroup()
@@ -221,7 +209,7 @@ def test_a_write_group_commits_its_members_together_and_undoes_a_failed_one_alon
     assert told == [True, True]
 
 
-def test_a_write_group_whose_commit_fails_keeps_none_of_its_writes(sqlite_opened: None) -> None:
+def test_a_write_group_whose_commit_fails_keeps_none_of_its_writes(sqlite_opened: Path) -> None:
     # A deferred foreign key is checked at COMMIT: one way to make SQLite refuse it.
     database.execute_sql("CREATE TABLE parent (x INTEGER PRIMARY KEY)")
     database.execute_sql(
@@ -251,14 +239,7 @@ def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_chang
     once the other writer is done the same call goes through."""
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_SECONDS", HOLD_SECONDS)
     db_url = f"sqlite:///{tmp_path / 'busy.db'}"
-    server, port = create_server("127.0.0.1:0", db_url)
-    server.start()
-    try:
-        running = Running(f"127.0.0.1:{port}", db_url, server)
-        channel = running.channel()
-        api = Api(code_pb2_grpc.CodeServiceStub(channel),
-                  promotion_pb2_grpc.PromotionServiceStub(channel),
-                  running.new_project().admin_key)
+    with _served_sqlite(db_url) as api:
         api.pool(api.promotion("busy"), "BUSY-1")
         with other_process_writing(db_url):
             began = time.monotonic()
@@ -271,8 +252,21 @@ def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_chang
         assert checked.valid, "the code is as it was"
         assert api.code("BUSY-1").redemption_count == 0
         assert api.activate("BUSY-1", "ann", request_id="waited").state == pb.Redemption.REDEEMED
-        channel.close()
+
+
+@contextlib.contextmanager
+def _served_sqlite(db_url: str) -> Iterator[Api]:
+    """A server in this process (whose settings a test may patch), and an admin's Api."""
+    server, port = create_server("127.0.0.1:0", db_url)
+    server.start()
+    running = Running(f"127.0.0.1:{port}", db_url, server)
+    channel = running.channel()
+    try:
+        yield Api(code_pb2_grpc.CodeServiceStub(channel),
+                  promotion_pb2_grpc.PromotionServiceStub(channel),
+                  running.new_project().admin_key)
     finally:
+        channel.close()
         server.stop(None).wait()
 
 
@@ -289,15 +283,7 @@ def test_activations_whose_group_fails_to_commit_are_unavailable_and_change_noth
     """SQLite: the activations of a write group are answered after its commit; should it
     fail (a full disk, say), none of them happened, each is UNAVAILABLE, and a retry
     goes through."""
-    db_url = f"sqlite:///{tmp_path / 'failing.db'}"
-    server, port = create_server("127.0.0.1:0", db_url)
-    server.start()
-    try:
-        running = Running(f"127.0.0.1:{port}", db_url, server)
-        channel = running.channel()
-        api = Api(code_pb2_grpc.CodeServiceStub(channel),
-                  promotion_pb2_grpc.PromotionServiceStub(channel),
-                  running.new_project().admin_key)
+    with _served_sqlite(f"sqlite:///{tmp_path / 'failing.db'}") as api:
         api.pool(api.promotion("failing"), *(f"FAIL-{n}" for n in range(4)))
         commit = database.obj.commit
         failures = [peewee.OperationalError("disk I/O error")]
@@ -321,6 +307,3 @@ def test_activations_whose_group_fails_to_commit_are_unavailable_and_change_noth
             assert counted == (0 if error is not None else 1), f"FAIL-{n}"
             assert api.activate(f"FAIL-{n}", f"p{n}", f"r{n}").state == pb.Redemption.REDEEMED
             assert api.code(f"FAIL-{n}").redemption_count == 1
-        channel.close()
-    finally:
-        server.stop(None).wait()
