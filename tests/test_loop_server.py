@@ -307,3 +307,27 @@ def test_activations_whose_group_fails_to_commit_are_unavailable_and_change_noth
             assert counted == (0 if error is not None else 1), f"FAIL-{n}"
             assert api.activate(f"FAIL-{n}", f"p{n}", f"r{n}").state == pb.Redemption.REDEEMED
             assert api.code(f"FAIL-{n}").redemption_count == 1
+
+
+def test_a_forked_process_lines_up_for_the_write_lock_on_files_of_its_own(
+    sqlite_opened: Path,
+) -> None:
+    """`serve --workers N` forks after migrating, which opened the lock files: an flock
+    belongs to the open file, which a fork shares, so a worker that kept its parent's
+    would never be kept out by it."""
+    group = WriteGroup()
+    assert group.join()  # this process holds the write lock
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: may it take the lock its parent holds?
+        took = db._WRITERS.try_acquire(str(sqlite_opened))
+        os.write(write_end, b"took" if took else b"kept out")
+        os._exit(0)
+    try:
+        os.close(write_end)
+        answer = os.read(read_end, 16)
+        os.waitpid(child, 0)
+    finally:
+        os.close(read_end)
+        group.commit()
+    assert answer == b"kept out"

@@ -188,15 +188,28 @@ class _SqliteWriters:
     FILE_LOCK_POLL_SECONDS = 0.0005
 
     def __init__(self) -> None:
+        self._file: int | None = None
+        self._turnstile: int | None = None
+        self._start()
+
+    def _start(self) -> None:
         self._threads = threading.RLock()
         self._depth = 0
         self._path = ""
-        self._file: int | None = None
-        self._turnstile: int | None = None
         self._in_line = False  # this process holds the turnstile
         self.busy_here = False
         self._counting = threading.Lock()
         self._threads_waiting = 0
+
+    def forget_parent(self) -> None:
+        """In a forked child: the lock files the parent opened are shared with it (an
+        flock belongs to the open file, so the two would never exclude each other),
+        and its holders are not the child's. Start over."""
+        for inherited in (self._file, self._turnstile):
+            if inherited is not None:
+                os.close(inherited)
+        self._file = self._turnstile = None
+        self._start()
 
     @contextlib.contextmanager
     def held(self, path: str) -> Iterator[None]:
@@ -315,6 +328,8 @@ def _locked_now(file: int) -> bool:
 
 
 _WRITERS = _SqliteWriters()
+# `serve --workers N` forks after migrating, which opened the lock files.
+os.register_at_fork(after_in_child=_WRITERS.forget_parent)
 
 
 class WriteGroup:
