@@ -273,8 +273,8 @@ class _Recorder:
         self.services[service] = handlers
 
 
-# The calls that run on the event loop, and when (see api/loopserver.py): the
-# hot ones, when they cannot wait. Every other call runs on a worker thread.
+# The calls that run on the event loop, and how (see api/loopserver.py): the hot
+# ones. Every other call runs on a worker thread.
 _ON_LOOP = {
     "/promo.v1.CodeService/ValidateCode": OnLoop.READS,
     "/promo.v1.CodeService/ActivateCode": OnLoop.WRITES,

@@ -135,8 +135,9 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
     """Redeems the code once, counting it against every limit in one transaction.
 
     The checks and the reward use rows read before the transaction, which on
-    SQLite holds the database's write lock only for the counting statements;
-    when one of those finds its row changed (or a limit reached), the
+    SQLite holds the database's write lock only for the counting statements
+    (on the event loop, the whole call runs in the write group, which holds
+    it); when one of those finds its row changed (or a limit reached), the
     activation rolls back and checks again inside the transaction.
 
     The same ``request_id`` again returns the first redemption and counts
