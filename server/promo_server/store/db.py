@@ -152,14 +152,20 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 
 
-@contextlib.contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction() -> contextlib.AbstractContextManager[None]:
     """A transaction that writes: on SQLite it takes the write lock at BEGIN.
 
     A deferred SQLite transaction that reads and then writes can fail with
     "database is locked" half-way through; BEGIN IMMEDIATE waits for the lock
-    (up to the busy timeout) before reading anything.
+    (up to the busy timeout) before reading anything. In this thread's open
+    write group, it is a savepoint of the group's transaction.
     """
+    group = _GROUPS.get(threading.get_ident()) if _GROUPS else None
+    return group.savepoint() if group is not None else _transaction()
+
+
+@contextlib.contextmanager
+def _transaction() -> Iterator[None]:
     if is_sqlite():
         with _WRITERS.held(database.obj.database), database.atomic("IMMEDIATE"):
             yield
@@ -351,6 +357,7 @@ class WriteGroup:
         self._opened_connection = False
         self._thread: int | None = None
         self._on_commit: list[Callable[[bool], None]] = []
+        self.savepoints = 0  # open now
 
     @property
     def open(self) -> bool:
@@ -390,11 +397,13 @@ class WriteGroup:
         or waits for it (rather than another process)."""
         return _WRITERS.busy_here
 
-    @contextlib.contextmanager
-    def member(self) -> Iterator[None]:
+    def member(self) -> _Savepoint:
         """One call's part of the open group: undone alone if the call fails."""
-        with database.savepoint():
-            yield
+        return self.savepoint()
+
+    def savepoint(self) -> _Savepoint:
+        """A savepoint of the group's transaction: what a write transaction is in it."""
+        return _Savepoint(self)
 
     def commit(self) -> None:
         """Commits the group's writes (raises if that fails, all of them undone), gives
@@ -417,6 +426,36 @@ class WriteGroup:
             database.close()
             self._opened_connection = False
         _WRITERS.release()
+
+
+class _Savepoint:
+    """A savepoint of a write group, named by its depth, run straight on the connection:
+    Peewee's own builds a random name and a few objects every time, and the loop runs
+    two for each activation."""
+
+    __slots__ = ("_group", "_name")
+
+    def __init__(self, group: WriteGroup) -> None:
+        self._group = group
+        self._name = ""
+
+    def __enter__(self) -> None:
+        self._group.savepoints += 1
+        self._name = f"group_{self._group.savepoints}"
+        _run(f"SAVEPOINT {self._name}")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._group.savepoints -= 1
+        if kind is not None:
+            _run(f"ROLLBACK TO {self._name}")
+        _run(f"RELEASE {self._name}")
+
+
+def _run(sql: str) -> None:
+    try:
+        database.connection().execute(sql)
+    except sqlite3.Error as error:  # as Peewee would raise it: a call ends UNAVAILABLE
+        raise OperationalError(*error.args) from error
 
 
 # The open group of each thread (the event loop's, if any).
