@@ -209,6 +209,27 @@ def test_a_write_group_commits_its_members_together_and_undoes_a_failed_one_alon
     assert told == [True, True]
 
 
+def test_a_write_transaction_in_a_group_member_is_undone_alone_and_may_try_again(
+    sqlite_opened: Path,
+) -> None:
+    """As an activation that finds its rows changed: its write transaction rolls back,
+    and it tries again in a new one, inside the same member of the group."""
+    database.execute_sql("CREATE TABLE grouped (x INTEGER)")
+    group = WriteGroup()
+    assert group.join()
+    with group.member():
+        database.execute_sql("INSERT INTO grouped VALUES (1)")
+        with pytest.raises(LookupError), write_transaction():
+            database.execute_sql("INSERT INTO grouped VALUES (2)")
+            with database.atomic():  # Peewee's own savepoints nest inside
+                database.execute_sql("INSERT INTO grouped VALUES (3)")
+            raise LookupError("stale: try again")
+        with write_transaction():
+            database.execute_sql("INSERT INTO grouped VALUES (4)")
+    group.commit()
+    assert _values("grouped") == [1, 4]
+
+
 def test_a_write_group_whose_commit_fails_keeps_none_of_its_writes(sqlite_opened: Path) -> None:
     # A deferred foreign key is checked at COMMIT: one way to make SQLite refuse it.
     database.execute_sql("CREATE TABLE parent (x INTEGER PRIMARY KEY)")

@@ -422,6 +422,7 @@ class WriteGroup:
     def _close(self) -> None:
         _GROUPS.pop(self._thread or 0, None)
         self._thread = None
+        self.savepoints = 0
         if self._opened_connection:
             database.close()
             self._opened_connection = False
@@ -440,9 +441,9 @@ class _Savepoint:
         self._name = ""
 
     def __enter__(self) -> None:
-        self._group.savepoints += 1
-        self._name = f"group_{self._group.savepoints}"
+        self._name = f"group_{self._group.savepoints + 1}"
         _run(f"SAVEPOINT {self._name}")
+        self._group.savepoints += 1
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self._group.savepoints -= 1
