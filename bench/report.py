@@ -8,10 +8,10 @@ from bench.load import Result
 from bench.memory import Memory
 
 HEADER = (
-    "scenario", "backend", "servers", "calls/s", "ratio to echo", "p50 ms", "p99 ms", "errors",
-    "target",
+    "scenario", "backend", "servers", "calls/s", "ratio to echo", "p50 ms", "p99 ms",
+    "server CPU ms/call", "errors", "target",
 )
-_NUMBERS = frozenset({3, 4, 5, 6, 7})  # right-aligned columns
+_NUMBERS = frozenset({3, 4, 5, 6, 7, 8})  # right-aligned columns
 NO_BACKEND = "-"
 
 
@@ -30,6 +30,7 @@ class Row:
     result: Result
     processes: int = 1  # server processes the calls were spread over
     goal: Goal | None = None
+    server_cpu_seconds: float | None = None  # all its server processes', while measured
 
 
 def table(rows: list[Row], echo_rate: float | None) -> str:
@@ -49,6 +50,7 @@ def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
         ratio,
         _ms(result.percentile_ms(50)),
         _ms(result.percentile_ms(99)),
+        _cpu_per_call(row),
         str(result.errors),
         _goal(row, echo_rate),
     )
@@ -68,6 +70,14 @@ def _goal(row: Row, echo_rate: float | None) -> str:
         checks.append(Check(f"p99 < {goal.max_p99_ms:.0f} ms",
                             p99 is not None and p99 < goal.max_p99_ms))
     return "; ".join(_check(check) for check in checks) or "-"
+
+
+def _cpu_per_call(row: Row) -> str:
+    """The servers' CPU time over the calls that succeeded, in ms."""
+    calls = len(row.result.latencies_ms)
+    if row.server_cpu_seconds is None or not calls:
+        return "-"
+    return f"{row.server_cpu_seconds * 1000 / calls:.3f}"
 
 
 def _ms(value: float | None) -> str:

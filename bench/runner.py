@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from bench import load, servers
+from bench import cputime, load, servers
 from bench.databases import OPENERS, Unavailable
 from bench.load import Result
 from bench.report import NO_BACKEND, Row
@@ -78,13 +78,14 @@ def measure(
             Target(channels, metadata(running[0]), CALL_TIMEOUT_SECONDS, warmup + seconds)
         )
         _drive(start_call, warmup)
-        result = _drive(start_call, seconds)
+        with cputime.used_by([server.pid for server in running]) as used:
+            result = _drive(start_call, seconds)
     if result.errors:
         _LOGGER.warning(
             "calls failed scenario=%s backend=%s processes=%d errors=%d first=%s",
             scenario.name, backend, len(running), result.errors, result.first_error,
         )
-    return Row(scenario.name, backend, result, len(running), scenario.goal)
+    return Row(scenario.name, backend, result, len(running), scenario.goal, used.seconds)
 
 
 def _drive(start_call: load.StartCall, seconds: float) -> Result:
