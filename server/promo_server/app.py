@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import multiprocessing
@@ -74,6 +75,7 @@ class Server:
     def start(self) -> None:
         self.grpc_server.start()
         self.stock.start()
+        freeze_heap()
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuses new calls, lets calls in flight finish for ``grace`` seconds, then stops.
@@ -98,6 +100,26 @@ class Server:
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self.grpc_server.wait_for_termination(timeout)
+
+
+# The process whose heap freeze_heap() froze, if any.
+_HEAP_FROZEN_IN: int | None = None
+
+
+def freeze_heap() -> None:
+    """Keeps what is alive once the server starts (modules, message descriptors, the
+    models) out of the garbage collector's sight, once per process.
+
+    Those objects live as long as the process, yet every full collection went
+    over all of them: measured under load, it paused the event loop for about
+    23 ms every few thousand calls, and every call in flight waited with it.
+    """
+    global _HEAP_FROZEN_IN
+    if os.getpid() == _HEAP_FROZEN_IN:  # a forked worker freezes its own
+        return
+    _HEAP_FROZEN_IN = os.getpid()
+    gc.collect()
+    gc.freeze()
 
 
 _TLS_CERT = "--tls-cert (PROMO_TLS_CERT)"
