@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import grpc
 
 from bench import cputime, load, servers
-from bench.databases import OPENERS, Unavailable
+from bench.databases import OPENERS, Unavailable, analyze
 from bench.load import Result
 from bench.report import NO_BACKEND, Row
 from bench.scenarios import ECHO, Scenario, Target
@@ -57,14 +57,17 @@ def _run_backend(
     """Each scenario gets a fresh database and servers, so no row inherits another's data."""
     with OPENERS[backend]() as new_database:
         for scenario in scenarios:
-            with servers.promo_servers(new_database(), scenario.processes) as running:
-                rows.append(measure(scenario, backend, running, seconds))
+            db_url = new_database()
+            with servers.promo_servers(db_url, scenario.processes) as running:
+                rows.append(measure(scenario, backend, running, seconds, db_url))
 
 
 def measure(
-    scenario: Scenario, backend: str, running: Sequence[servers.Running], seconds: float
+    scenario: Scenario, backend: str, running: Sequence[servers.Running], seconds: float,
+    db_url: str = "",
 ) -> Row:
-    """Warms up untimed, then keeps IN_FLIGHT calls going for ``seconds``, over every server."""
+    """Prepares the scenario on ``db_url``, warms up untimed, then keeps IN_FLIGHT calls
+    going for ``seconds``, over every server."""
     _LOGGER.info("measuring scenario=%s backend=%s processes=%d seconds=%s in_flight=%d",
                  scenario.name, backend, len(running), seconds, IN_FLIGHT)
     warmup = min(MAX_WARMUP_SECONDS, seconds / 5)
@@ -77,6 +80,8 @@ def measure(
         start_call = scenario.prepare(
             Target(channels, metadata(running[0]), CALL_TIMEOUT_SECONDS, warmup + seconds)
         )
+        if db_url:
+            analyze(db_url)
         _drive(start_call, warmup)
         with cputime.used_by([server.pid for server in running]) as used:
             result = _drive(start_call, seconds)
