@@ -197,7 +197,7 @@ def test_a_started_server_freezes_its_process_heap_once(
     ))
     app.freeze_heap()
     assert done == [], "a second server of the process froze the heap again"
-    monkeypatch.setattr(app.os, "getpid", lambda: -1)  # as in a forked worker
+    monkeypatch.setattr(app, "_HEAP_FROZEN_IN", -1)  # as in a forked worker: its parent's
     app.freeze_heap()
     assert done == ["collect", "freeze"]
 
