@@ -196,6 +196,50 @@ def test_lost_postgresql_connections_lose_nothing_and_the_server_recovers(
         assert len(list(client.iter_redemptions(promotion="p"))) == 60
 
 
+def backend_query(postgres: PostgresDatabases, pid: int) -> str:
+    """The last statement the backend ``pid`` was sent, as PostgreSQL reports it."""
+    with psycopg2.connect(postgres.admin_url) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = cursor.fetchone()
+    admin.close()
+    return str(row[0]) if row else ""
+
+
+def test_a_pooled_postgresql_connection_is_reused_without_a_ping_and_dropped_once_lost(
+    postgres: PostgresDatabases,
+) -> None:
+    """Taking an idle connection from the pool sends nothing to the server (the pool
+    used to send SELECT 1 first, on every call); one whose backend was terminated is
+    still found out, and replaced, at the next checkout."""
+    name = postgres.create(template=postgres.template)
+    try:
+        db.open_database(postgres.url(name), pool_size=2)
+
+        def backend_pid() -> int:
+            db.database.connect(reuse_if_open=True)
+            try:
+                return int(db.database.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+            finally:
+                db.database.close()
+
+        first = backend_pid()
+        db.database.connect()
+        try:
+            assert backend_query(postgres, first) == "SELECT pg_backend_pid()"
+        finally:
+            db.database.close()
+        assert backend_pid() == first
+
+        assert terminate_backends(postgres, name) == 1
+        time.sleep(0.1)  # the terminated backend's farewell reaches the socket
+        replaced = backend_pid()
+        assert replaced != first
+        assert backend_pid() == replaced
+    finally:
+        close_pool()
+        postgres.drop(name)
+
+
 # --- lock waits that run out -------------------------------------------------------
 
 
