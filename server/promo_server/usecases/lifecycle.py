@@ -132,13 +132,14 @@ ACTIVATE_TRIES = 5
 
 
 def activate(project_id: int, attempt: Attempt) -> RedemptionView:
-    """Redeems the code once, counting it against every limit in one transaction.
+    """Redeems the code once, counting it against every limit, all or nothing.
 
-    The checks and the reward use rows read before the transaction, which on
-    SQLite holds the database's write lock only for the counting statements
-    (on the event loop, the whole call runs in the write group, which holds
-    it); when one of those finds its row changed (or a limit reached), the
-    activation rolls back and checks again inside the transaction.
+    The checks and the reward use rows read before counting: on SQLite the
+    write lock is held only for the counting statements (on the event loop,
+    the whole call runs in the write group, which holds it); on PostgreSQL the
+    counting is one statement. When that finds a row changed (or a limit
+    reached), nothing is counted, and the activation checks again: on SQLite
+    inside the transaction.
 
     The same ``request_id`` again returns the first redemption and counts
     nothing more, even when the repeats race each other. Only an activation
@@ -168,11 +169,12 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
 
 def _redeem(project_id: int, attempt: Attempt) -> RedemptionView:
     checked = _check(project_id, attempt, create_profile=True)
+    _check_limits(checked, count_profile=False)
     reward = reward_dict(checked.reward)
     for tries in range(1, ACTIVATE_TRIES + 1):
         try:
-            with write_transaction():
-                if tries > 1:  # what was read has changed: read it again, locked
+            with store.redemption_transaction():
+                if tries > 1:  # what was read has changed: read it again (on SQLite, locked)
                     checked = _check(project_id, attempt, create_profile=True)
                     _check_limits(checked)
                     reward = reward_dict(checked.reward)
@@ -289,8 +291,12 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
     return _Checked(row, promo_rules, profile, reward, now)
 
 
-def _check_limits(checked: _Checked) -> None:
-    """The limits as they stand, without counting."""
+def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
+    """The limits as they stand, without counting, in the contract's order.
+
+    Without ``count_profile``, only those that what was read shows, with no
+    query: it stops at a per-profile limit, whose count it would have to read.
+    """
     limit = rules.code_limit(checked.rules, in_global_pool=checked.code.promotion_id is None)
     if limit is not None and checked.code.redemption_count >= limit:
         raise _limit(rules.CODE_LIMIT_REACHED, "code", limit)
@@ -298,6 +304,8 @@ def _check_limits(checked: _Checked) -> None:
     if checked.rules is None or promo_id is None:
         return
     user = checked.rules.redeem_user_limit
+    if user is not None and not count_profile:
+        return
     if user is not None and store.usage_count(promo_id, checked.profile.id) >= user:
         raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
     total = checked.rules.redeem_total_limit
