@@ -9,9 +9,9 @@ from bench.memory import Memory
 
 HEADER = (
     "scenario", "backend", "servers", "calls/s", "ratio to echo", "p50 ms", "p99 ms",
-    "server CPU ms/call", "errors", "target",
+    "server CPU ms/call", "database CPU ms/call", "errors", "target",
 )
-_NUMBERS = frozenset({3, 4, 5, 6, 7, 8})  # right-aligned columns
+_NUMBERS = frozenset({3, 4, 5, 6, 7, 8, 9})  # right-aligned columns
 NO_BACKEND = "-"
 
 
@@ -31,6 +31,8 @@ class Row:
     processes: int = 1  # server processes the calls were spread over
     goal: Goal | None = None
     server_cpu_seconds: float | None = None  # all its server processes', while measured
+    # PostgreSQL's processes', while measured; None on SQLite, which runs in the servers.
+    database_cpu_seconds: float | None = None
 
 
 def table(rows: list[Row], echo_rate: float | None) -> str:
@@ -50,7 +52,8 @@ def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
         ratio,
         _ms(result.percentile_ms(50)),
         _ms(result.percentile_ms(99)),
-        _cpu_per_call(row),
+        _per_call(row.server_cpu_seconds, row),
+        _per_call(row.database_cpu_seconds, row),
         str(result.errors),
         _goal(row, echo_rate),
     )
@@ -72,12 +75,12 @@ def _goal(row: Row, echo_rate: float | None) -> str:
     return "; ".join(_check(check) for check in checks) or "-"
 
 
-def _cpu_per_call(row: Row) -> str:
-    """The servers' CPU time over the calls that succeeded, in ms."""
+def _per_call(cpu_seconds: float | None, row: Row) -> str:
+    """CPU time over the calls that succeeded, in ms."""
     calls = len(row.result.latencies_ms)
-    if row.server_cpu_seconds is None or not calls:
+    if cpu_seconds is None or not calls:
         return "-"
-    return f"{row.server_cpu_seconds * 1000 / calls:.3f}"
+    return f"{cpu_seconds * 1000 / calls:.3f}"
 
 
 def _ms(value: float | None) -> str:

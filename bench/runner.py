@@ -18,6 +18,8 @@ from bench.scenarios import ECHO, Scenario, Target
 _LOGGER = logging.getLogger(__name__)
 
 IN_FLIGHT = 32
+# The name of a database server's processes, for the database CPU column; SQLite has none.
+DATABASE_PROCESSES = {"postgresql": "postgres"}
 CALL_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Untimed calls first: they open the server's pooled connections and warm its caches.
@@ -83,14 +85,21 @@ def measure(
         if db_url:
             analyze(db_url)
         _drive(start_call, warmup)
-        with cputime.used_by([server.pid for server in running]) as used:
+        database = cputime.CpuTime()  # SQLite runs in the servers' processes
+        with contextlib.ExitStack() as measuring:
+            used = measuring.enter_context(cputime.used_by([s.pid for s in running]))
+            if backend in DATABASE_PROCESSES:
+                database = measuring.enter_context(
+                    cputime.used_by_named(DATABASE_PROCESSES[backend])
+                )
             result = _drive(start_call, seconds)
     if result.errors:
         _LOGGER.warning(
             "calls failed scenario=%s backend=%s processes=%d errors=%d first=%s",
             scenario.name, backend, len(running), result.errors, result.first_error,
         )
-    return Row(scenario.name, backend, result, len(running), scenario.goal, used.seconds)
+    return Row(scenario.name, backend, result, len(running), scenario.goal, used.seconds,
+               database.seconds)
 
 
 def _drive(start_call: load.StartCall, seconds: float) -> Result:

@@ -211,7 +211,8 @@ def create_server(
     # A connection for each worker, one for the stock watcher's counts and, on
     # SQLite, one for the calls that run on the event loop.
     db = open_database(db_url, pool_size=settings.threads + 2,
-                       statement_timeout=settings.statement_timeout_seconds)
+                       statement_timeout=settings.statement_timeout_seconds,
+                       prepare=settings.pg_prepare)
     migrate(db)
     on_loop = is_sqlite()
     db.close()  # connections are per thread: each worker opens its own

@@ -13,6 +13,17 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+_FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+
+
+def _flag(name: str, default: str) -> bool:
+    value = _env(name, default)
+    try:
+        return _FLAGS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be 1 or 0 (true/false, on/off), not {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
@@ -47,6 +58,12 @@ class Settings:
     statement_timeout_seconds: float = field(
         default_factory=lambda: float(_env("PROMO_STATEMENT_TIMEOUT_SECONDS", "30"))
     )
+    # PostgreSQL: each connection prepares the statements of the hot calls once
+    # (the key check, ValidateCode's and ActivateCode's), rather than the server
+    # planning them on every call. Off behind a pooler in transaction mode, whose
+    # backends change under a connection; the server turns it off itself, with a
+    # warning, when it finds a statement it prepared gone.
+    pg_prepare: bool = field(default_factory=lambda: _flag("PROMO_PG_PREPARE", "1"))
     # HOST:PORT of the Prometheus /metrics endpoint; empty: none.
     metrics_listen: str = field(default_factory=lambda: _env("PROMO_METRICS_LISTEN", ""))
     # How often the pools' available codes are counted, for the gauges and the

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import select
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from peewee import (
     Model,
     OperationalError,
     PostgresqlDatabase,
+    ProgrammingError,
     SqliteDatabase,
 )
 from playhouse.db_url import connect, register_database
@@ -86,15 +89,18 @@ register_database(_PooledPostgresql, "postgresql+pool", "postgres+pool")
 
 
 def open_database(
-    url: str, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS
+    url: str, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+    prepare: bool = True,
 ) -> Database:
     """Opens the database a URL names, through a connection pool, and binds the models.
 
     Each call takes a connection from the pool and gives it back when it ends,
     so a server holds at most ``pool_size`` connections whatever its threads do.
     On PostgreSQL no statement runs longer than ``statement_timeout`` seconds
-    (0: no limit) but a bulk publish of codes.
+    (0: no limit) but a bulk publish of codes, and each connection prepares the
+    hot paths' ``Statement``s, unless ``prepare`` is False.
     """
+    _PREPARING.on = prepare
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"{url!r} is not a database URL (sqlite:///promo.db, postgresql://...)")
@@ -570,12 +576,85 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def execute(sql: str, params: Sequence[Any] = ()) -> Any:
+class Statement:
+    """Hand-written SQL (``?`` placeholders) that a hot path runs on every call.
+
+    On PostgreSQL each connection prepares it the first time it runs it
+    (PREPARE), then runs it by name (EXECUTE): the server plans it once per
+    connection, not on every call. Planning cost more than running these: 0.15
+    ms against 0.01 ms for the key check, measured here. Elsewhere, or with
+    preparing off, ``execute`` runs its SQL as it is.
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.name = f"promo_{next(self._numbers)}"
+        first, *rest = sql.split("?")
+        numbered = first + "".join(f"${n}{part}" for n, part in enumerate(rest, start=1))
+        self.prepare = f"PREPARE {self.name} AS {numbered}"
+        self.call = f"EXECUTE {self.name}" + (f" ({', '.join(['%s'] * len(rest))})" if rest else "")
+
+
+class _Preparing:
+    """Whether Statements are prepared, and which each PostgreSQL connection has."""
+
+    def __init__(self) -> None:
+        self.on = True
+        self.done: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+    def turn_off(self, error: Exception) -> None:
+        """For good, in this process: its connections do not keep what they prepared."""
+        if self.on:
+            _LOGGER.warning(
+                "prepared statements turned off: a connection lost what it had prepared, or "
+                "had it before it was prepared (a pooler in transaction mode between this "
+                "server and PostgreSQL?); set PROMO_PG_PREPARE=0 to start without them "
+                "error=%s", error,
+            )
+        self.on = False
+        self.done = weakref.WeakKeyDictionary()
+
+
+_PREPARING = _Preparing()
+
+
+def execute(sql: str | Statement, params: Sequence[Any] = ()) -> Any:
     """Runs hand-written SQL with ``?`` placeholders on either backend; returns the cursor.
 
     For statements over many rows at once, where the query builder would cost
-    more than the work. No literal in such SQL may contain a ``?``.
+    more than the work, and for the hot paths' ``Statement``s. No literal in
+    such SQL may contain a ``?``.
     """
+    if isinstance(sql, Statement):
+        if _PREPARING.on and not is_sqlite():
+            return _run_prepared(sql, params)
+        sql = sql.sql
     if not is_sqlite():
         sql = sql.replace("?", "%s")
     return database.execute_sql(sql, params)
+
+
+def _run_prepared(statement: Statement, params: Sequence[Any]) -> Any:
+    connection = database.connection()
+    prepared = _PREPARING.done.setdefault(connection, set())
+    try:
+        if statement.name not in prepared:
+            database.execute_sql(statement.prepare)
+            prepared.add(statement.name)
+        return database.execute_sql(statement.call, params)
+    except (OperationalError, ProgrammingError) as error:
+        code = getattr(error.__context__, "pgcode", None)
+        if code not in (_NO_SUCH_STATEMENT, _STATEMENT_EXISTS):
+            raise
+        _PREPARING.turn_off(error)
+        if connection.get_transaction_status() != TRANSACTION_STATUS_IDLE:
+            # The failure ended the caller's transaction: the call may only be retried.
+            raise OperationalError(f"a prepared statement was lost: {error}") from error
+        return execute(statement.sql, params)
+
+
+# SQLSTATEs: EXECUTE of a name the connection has not prepared; PREPARE of one it has.
+_NO_SUCH_STATEMENT = "26000"
+_STATEMENT_EXISTS = "42P05"

@@ -25,7 +25,14 @@ from promo_server.domain import lifecycle as rules
 from promo_server.domain.codes import key_of
 from promo_server.domain.errors import FailedPrecondition, NotFound
 from promo_server.domain.promotions import Promotion as PromotionRules
-from promo_server.store.db import Compiled, database, execute, is_sqlite, write_transaction
+from promo_server.store.db import (
+    Compiled,
+    Statement,
+    database,
+    execute,
+    is_sqlite,
+    write_transaction,
+)
 from promo_server.store.models import (
     Attachment,
     Code,
@@ -84,11 +91,11 @@ _REDEEMABLE = (
     "FROM code c LEFT JOIN promotion p ON p.id = coalesce(c.promotion_id, c.issued_for_id) "
     "{profile_join}WHERE c.project_id = ? AND c.code_key = ?"
 )
-_REDEEMABLE_ALONE = _REDEEMABLE.format(profile_columns="", profile_join="")
-_REDEEMABLE_WITH_PROFILE = _REDEEMABLE.format(
+_REDEEMABLE_ALONE = Statement(_REDEEMABLE.format(profile_columns="", profile_join=""))
+_REDEEMABLE_WITH_PROFILE = Statement(_REDEEMABLE.format(
     profile_columns=", pr.id, pr.attributes",
     profile_join="LEFT JOIN profile pr ON pr.project_id = c.project_id AND pr.profile_id = ? ",
-)
+))
 _EXPIRE_TIME = Code.expire_time.python_value
 
 
@@ -277,7 +284,7 @@ _RECORD_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')"
 _RECORD_IF_COUNTED = (
     "SELECT CASE WHEN EXISTS (SELECT 1 FROM {last}) THEN ? END, ?, ?, ?, ?, ?, ?, ?, ?, ''"
 )
-_REDEEM_ONE_STATEMENT = (
+_REDEEM_ONE_STATEMENT = Statement(
     f"WITH counted_code AS ({_COUNT_CODE} RETURNING id), "
     "counted_user AS ("
     + _COUNT_USER.format(rows="SELECT ?, ?, 1 FROM counted_code")
@@ -285,7 +292,7 @@ _REDEEM_ONE_STATEMENT = (
     f"counted_total AS ({_COUNT_TOTAL} AND EXISTS (SELECT 1 FROM counted_user) RETURNING 1) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_total"))
 )
-_REDEEM_ONE_STATEMENT_CODE_ONLY = (
+_REDEEM_ONE_STATEMENT_CODE_ONLY = Statement(
     f"WITH counted_code AS ({_COUNT_CODE} RETURNING id) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_code"))
 )

@@ -17,7 +17,7 @@ from promo_server.domain.errors import (
 from promo_server.domain.promotions import low_stock_threshold_problem
 from promo_server.domain.values import text_problem
 from promo_server.store import audit
-from promo_server.store.db import execute, utcnow, write_transaction
+from promo_server.store.db import Statement, execute, utcnow, write_transaction
 from promo_server.store.models import ApiKey, Project
 
 
@@ -157,7 +157,7 @@ def record_key_use(key_id: str, used: datetime) -> None:
 
 # Runs on every call: written by hand, as Peewee's builder and row reader cost
 # more than the query.
-_FIND_KEY = (
+_FIND_KEY = Statement(
     "SELECT project_id, role, salt, secret_hash, expire_time, revoke_time IS NOT NULL"
     " FROM api_key WHERE key_id = ?"
 )
