@@ -78,6 +78,9 @@ class Redeemable(NamedTuple):
     # for that way, or not found.
     profile_row_id: int | None = None
     profile_attributes: str = "{}"
+    # That profile's redemptions counted against the promotion's per-profile limit;
+    # None when the profile was not read.
+    profile_redemptions: int | None = None
 
 
 class Stale(Exception):
@@ -93,15 +96,19 @@ _REDEEMABLE = (
 )
 _REDEEMABLE_ALONE = Statement(_REDEEMABLE.format(profile_columns="", profile_join=""))
 _REDEEMABLE_WITH_PROFILE = Statement(_REDEEMABLE.format(
-    profile_columns=", pr.id, pr.attributes",
-    profile_join="LEFT JOIN profile pr ON pr.project_id = c.project_id AND pr.profile_id = ? ",
+    profile_columns=", pr.id, pr.attributes, pu.redemption_count",
+    profile_join=(
+        "LEFT JOIN profile pr ON pr.project_id = c.project_id AND pr.profile_id = ? "
+        "LEFT JOIN promotion_usage pu ON pu.promotion_id = p.id AND pu.profile_id = pr.id "
+    ),
 ))
 _EXPIRE_TIME = Code.expire_time.python_value
 
 
 def redeemable(project_id: int, code: str, profile_id: str | None = None) -> Redeemable | None:
     """The code, its promotion's version and counts, and the profile named ``profile_id``
-    (when given): one query, where a call would otherwise make three round trips."""
+    (when given) with its redemptions of the promotion: one query, where a call would
+    otherwise make four round trips."""
     if profile_id is None:
         row = execute(_REDEEMABLE_ALONE, (project_id, key_of(code))).fetchone()
     else:
@@ -110,12 +117,12 @@ def redeemable(project_id: int, code: str, profile_id: str | None = None) -> Red
         return None
     (id_, text, promotion_id, issued_for_id, active, retired, expire_time, holder_id,
      redemption_count, promo_id, promo_external_id, promo_version, promo_count) = row[:13]
-    profile_row_id, attributes = row[13:] if profile_id is not None else (None, "{}")
+    profile_row_id, attributes, used = row[13:] if profile_id is not None else (None, "{}", 0)
     return Redeemable(
         id_, text, promotion_id, issued_for_id, bool(active), bool(retired),
         _EXPIRE_TIME(expire_time), holder_id, redemption_count,
         promo_id, promo_external_id or "", promo_version, promo_count or 0,
-        profile_row_id, attributes or "{}",
+        profile_row_id, attributes or "{}", None if profile_row_id is None else used or 0,
     )
 
 

@@ -294,8 +294,9 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
 def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
     """The limits as they stand, without counting, in the contract's order.
 
-    Without ``count_profile``, only those that what was read shows, with no
-    query: it stops at a per-profile limit, whose count it would have to read.
+    The profile's redemptions are read with the code when the profile is named
+    by id; else they are counted here, unless ``count_profile`` is False: then
+    it stops at a per-profile limit, checking only what was read.
     """
     limit = rules.code_limit(checked.rules, in_global_pool=checked.code.promotion_id is None)
     if limit is not None and checked.code.redemption_count >= limit:
@@ -304,10 +305,14 @@ def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
     if checked.rules is None or promo_id is None:
         return
     user = checked.rules.redeem_user_limit
-    if user is not None and not count_profile:
-        return
-    if user is not None and store.usage_count(promo_id, checked.profile.id) >= user:
-        raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
+    if user is not None:
+        used = checked.code.profile_redemptions
+        if used is None:
+            if not count_profile:
+                return
+            used = store.usage_count(promo_id, checked.profile.id)
+        if used >= user:
+            raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
     total = checked.rules.redeem_total_limit
     if total is not None and checked.code.promo_redemption_count >= total:
         raise _limit(rules.TOTAL_LIMIT_REACHED, "promotion's total", total)
