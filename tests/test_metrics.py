@@ -392,6 +392,30 @@ def test_the_watcher_counts_on_its_own(db_url: str) -> None:
         server.stop(None).wait()
 
 
+def test_a_watcher_set_to_0_never_counts_and_promotions_still_show_their_codes(
+    db_url: str,
+) -> None:
+    """PROMO_STOCK_CHECK_SECONDS=0: no count, no pool gauges (it used to count without
+    a pause); a Promotion read still counts its own pool."""
+    settings = Settings(database_url=db_url, listen="127.0.0.1:0",
+                        metrics_listen="127.0.0.1:0", stock_check_seconds=0)
+    server, port = create_server("127.0.0.1:0", db_url, settings)
+    server.start()
+    try:
+        running = Running(f"127.0.0.1:{port}", db_url, server)
+        for api in api_for(running, running.new_project()):
+            api.create("uncounted")
+            api.pool("uncounted", "U-1", "U-2")
+            assert api.get("uncounted").available_code_count == 2
+        assert server.metrics_endpoint is not None
+        time.sleep(0.2)
+        samples = scrape(server.metrics_endpoint.port)
+        assert value(samples, "promo_pool_stock_check_time_seconds") is None
+        assert not any(name == "promo_pool_available_codes" for name, _ in samples)
+    finally:
+        server.stop(None).wait()
+
+
 # --- available_code_count ----------------------------------------------------------------
 
 
@@ -508,9 +532,12 @@ def test_low_stock_rules() -> None:
 
 
 def admin(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PROMO_DATABASE_URL": db_url}
-    return subprocess.run(promo_server(*args), env=env, capture_output=True, text=True,
-                          timeout=60)
+    """``promo-server *args``; leading ``NAME=value`` arguments go to its environment."""
+    settings = [arg for arg in args if "=" in arg and arg.split("=")[0].isupper()]
+    env = {**os.environ, "PROMO_DATABASE_URL": db_url,
+           **dict(setting.split("=", 1) for setting in settings)}
+    return subprocess.run(promo_server(*args[len(settings):]), env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_serve_exposes_metrics_on_metrics_listen(db_url: str) -> None:
@@ -565,6 +592,8 @@ def test_metrics_listen_comes_from_the_environment(db_url: str) -> None:
         (("serve", "--metrics-listen", "127.0.0.1:99999"), "port must be a number from 0 to 65535"),
         (("serve", "--group-commit-ms", "soon"), "must be 0 to 100 milliseconds, not 'soon'"),
         (("serve", "--group-commit-ms", "-1"), "must be 0 to 100 milliseconds, not '-1'"),
+        (("PROMO_STOCK_CHECK_SECONDS=-1", "serve"),
+         "PROMO_STOCK_CHECK_SECONDS must be 0 (never count) or more seconds, not -1"),
         (("set-low-stock-threshold", "demo", "lots"), "must be a number, 0 or more, or none"),
         (("set-low-stock-threshold", "demo", "-3"), "must be a number, 0 or more, or none"),
     ],

@@ -306,7 +306,13 @@ def _lists_counted(port: int) -> float:
         return 0
 
 
+def counted_pools(port: int) -> bool:
+    """Whether the worker whose metrics are on ``port`` has counted the pools."""
+    return ("promo_pool_stock_check_time_seconds", ()) in scrape(port)
+
+
 def test_each_worker_serves_its_metrics_on_the_next_port(db_url: str) -> None:
+    """...and only worker 0 counts the pools (each count reads every available code)."""
     key = create_project(db_url)
     base = free_ports(2)
     made = 0
@@ -323,6 +329,10 @@ def test_each_worker_serves_its_metrics_on_the_next_port(db_url: str) -> None:
             counted = [_lists_counted(port) for port in (base, base + 1)]
             if all(counted) or time.monotonic() > deadline:
                 break
+        while not counted_pools(base):  # worker 0 counts as it starts, on a thread
+            assert time.monotonic() < deadline + 10, "worker 0 never counted the pools"
+            time.sleep(0.05)
+        assert not counted_pools(base + 1)
 
     assert all(count >= 1 for count in counted)  # both workers served some
     assert sum(counted) == made

@@ -208,6 +208,7 @@ def create_server(
     tls = load_tls(settings)  # before the database: a bad file must change nothing
     guesses = throttle.from_settings(settings)
     group_commit_seconds = group_commit(settings)
+    stock_check(settings)
     # A connection for each worker, one for the stock watcher's counts and, on
     # SQLite, one for the calls that run on the event loop.
     db = open_database(db_url, pool_size=settings.threads + 2,
@@ -253,12 +254,22 @@ def create_server(
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
-    stock = StockWatcher(settings.stock_check_seconds)
+    stock = StockWatcher(stock_check(settings))
     return Server(grpc_server, health_servicer, workers, stock, endpoint), port
 
 
 # Longer would hold every activation up for little more sharing.
 MAX_GROUP_COMMIT_MS = 100.0
+
+
+def stock_check(settings: Settings) -> float:
+    """Seconds between the pools' counts, 0 for none; a SettingsError names the setting."""
+    seconds = settings.stock_check_seconds
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise SettingsError(
+            f"PROMO_STOCK_CHECK_SECONDS must be 0 (never count) or more seconds, not {seconds:g}"
+        )
+    return seconds
 
 
 def group_commit(settings: Settings) -> float:
@@ -403,7 +414,7 @@ def supervise(settings: Settings) -> None:
 
         def start(number: int) -> tuple[multiprocessing.process.BaseProcess, float]:
             process = context.Process(
-                target=_serve_worker, args=(_worker_metrics(worker_settings, number),),
+                target=_serve_worker, args=(_worker_settings(worker_settings, number),),
                 name=f"promo-worker-{number}",
             )
             process.start()
@@ -440,11 +451,13 @@ def supervise(settings: Settings) -> None:
         raise SystemExit(1)
 
 
-def _worker_metrics(settings: Settings, number: int) -> Settings:
-    """Worker ``number``'s metrics endpoint: the given port plus ``number`` (0: any free one).
-
-    Each process counts its own calls, so each is a scrape target of its own.
-    """
+def _worker_settings(settings: Settings, number: int) -> Settings:
+    """Worker ``number``'s settings. Its metrics endpoint is on the given port plus
+    ``number`` (0: any free one): each process counts its own calls, so each is a
+    scrape target of its own. Only worker 0 counts the pools: the count reads every
+    available code, and the others would repeat it, and its warnings."""
+    if number:
+        settings = dataclasses.replace(settings, stock_check_seconds=0)
     if not settings.metrics_listen:
         return settings
     host, port = parse_address(settings.metrics_listen)

@@ -67,7 +67,7 @@ class Settings:
     # HOST:PORT of the Prometheus /metrics endpoint; empty: none.
     metrics_listen: str = field(default_factory=lambda: _env("PROMO_METRICS_LISTEN", ""))
     # How often the pools' available codes are counted, for the gauges and the
-    # low-stock warnings: one grouped count over every available code.
+    # low-stock warnings: one grouped count over every available code. 0: never.
     stock_check_seconds: float = field(
         default_factory=lambda: float(_env("PROMO_STOCK_CHECK_SECONDS", "15"))
     )

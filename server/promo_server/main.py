@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             app.load_tls(settings)  # here, before any worker process forks
             throttle.from_settings(settings)
             app.group_commit(settings)
+            app.stock_check(settings)
         except SettingsError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

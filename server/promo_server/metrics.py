@@ -158,7 +158,8 @@ REGISTRY.register(_POOL_GAUGES)
 
 
 class StockWatcher:
-    """Counts every pool's available codes every ``interval`` seconds, on a thread of its own.
+    """Counts every pool's available codes every ``interval`` seconds (0: never), on a
+    thread of its own.
 
     Publishes the counts as gauges, and logs a warning when a pool falls under
     its low-stock threshold: once, until it is back at or over the threshold.
@@ -173,7 +174,9 @@ class StockWatcher:
         self._thread = threading.Thread(target=self._run, name="stock-watcher", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        """Starts counting, unless the interval is 0 (never count)."""
+        if self.interval:
+            self._thread.start()
 
     def stop(self) -> None:
         """Stops the thread, after the check it may be running."""
