@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
-from promo_server.config import Settings
+from promo_server.config import Settings, SettingsError
 from promo_server.domain import keys
 from promo_server.store import db, projects
 from promo_server.store.migrate import migrate
@@ -110,5 +110,5 @@ def test_the_prepare_setting_reads_the_environment(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("PROMO_PG_PREPARE", text)
         assert Settings().pg_prepare is value
     monkeypatch.setenv("PROMO_PG_PREPARE", "maybe")
-    with pytest.raises(ValueError, match="PROMO_PG_PREPARE must be 1 or 0"):
+    with pytest.raises(SettingsError, match="PROMO_PG_PREPARE must be 1 or 0"):
         Settings()

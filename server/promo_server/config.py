@@ -21,7 +21,23 @@ def _flag(name: str, default: str) -> bool:
     try:
         return _FLAGS[value.strip().lower()]
     except KeyError:
-        raise ValueError(f"{name} must be 1 or 0 (true/false, on/off), not {value!r}") from None
+        raise SettingsError(f"{name} must be 1 or 0 (true/false, on/off), not {value!r}") from None
+
+
+def _int(name: str, default: str) -> int:
+    value = _env(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _float(name: str, default: str) -> float:
+    value = _env(name, default)
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -33,30 +49,30 @@ class Settings:
     # Worker threads, each with its own database connection. More threads
     # than cores mostly add contention for Python's GIL: 32 halved ActivateCode
     # on a 2-core machine. Long streams (imports, exports) hold one each.
-    threads: int = field(default_factory=lambda: int(_env("PROMO_THREADS", "8")))
+    threads: int = field(default_factory=lambda: _int("PROMO_THREADS", "8"))
     # SQLite: how long an activation's commit waits for more activations to share it
     # after the last one joined (at most 5 times that in all); 0: not at all. A commit
     # costs more than a redemption's statements: sharing it made ActivateCode up to
     # 17% faster under load here, and costs a lone activation this much latency.
     group_commit_ms: float = field(
-        default_factory=lambda: float(_env("PROMO_GROUP_COMMIT_MS", "2"))
+        default_factory=lambda: _float("PROMO_GROUP_COMMIT_MS", "2")
     )
     # Server processes sharing the port (`serve --workers N`); 1 serves in this process.
-    workers: int = field(default_factory=lambda: int(_env("PROMO_WORKERS", "1")))
+    workers: int = field(default_factory=lambda: _int("PROMO_WORKERS", "1"))
     # Set in the processes of `serve --workers N`, which bind the port with SO_REUSEPORT.
     shares_port: bool = False
     # Largest request or response message; an import streams many small chunks.
     max_message_bytes: int = field(
-        default_factory=lambda: int(_env("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024)))
+        default_factory=lambda: _int("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024))
     )
     # How long a stop waits for calls in flight before cancelling them.
     grace_seconds: float = field(
-        default_factory=lambda: float(_env("PROMO_GRACE_SECONDS", "10"))
+        default_factory=lambda: _float("PROMO_GRACE_SECONDS", "10")
     )
     # PostgreSQL cancels any statement (or lock wait) longer than this, but a bulk
     # publish of codes; the call fails UNAVAILABLE. 0: no limit.
     statement_timeout_seconds: float = field(
-        default_factory=lambda: float(_env("PROMO_STATEMENT_TIMEOUT_SECONDS", "30"))
+        default_factory=lambda: _float("PROMO_STATEMENT_TIMEOUT_SECONDS", "30")
     )
     # PostgreSQL: each connection prepares the statements of the hot calls once
     # (the key check, ValidateCode's and ActivateCode's), rather than the server
@@ -69,7 +85,7 @@ class Settings:
     # How often the pools' available codes are counted, for the gauges and the
     # low-stock warnings: one grouped count over every available code. 0: never.
     stock_check_seconds: float = field(
-        default_factory=lambda: float(_env("PROMO_STOCK_CHECK_SECONDS", "15"))
+        default_factory=lambda: _float("PROMO_STOCK_CHECK_SECONDS", "15")
     )
     log_level: str = field(default_factory=lambda: _env("PROMO_LOG_LEVEL", "INFO"))
     log_format: str = field(default_factory=lambda: _env("PROMO_LOG_FORMAT", "json"))
@@ -83,9 +99,9 @@ class Settings:
     # ValidateCode/ActivateCode takes a token; with none left the key's ValidateCode and
     # ActivateCode calls are refused until one is back. The bucket holds guess_burst
     # tokens and refills guess_per_second a second; either 0 turns the defence off.
-    guess_burst: int = field(default_factory=lambda: int(_env("PROMO_GUESS_BURST", "20")))
+    guess_burst: int = field(default_factory=lambda: _int("PROMO_GUESS_BURST", "20"))
     guess_per_second: float = field(
-        default_factory=lambda: float(_env("PROMO_GUESS_PER_SECOND", "1.0"))
+        default_factory=lambda: _float("PROMO_GUESS_PER_SECOND", "1.0")
     )
 
     def describe(self) -> dict[str, object]:

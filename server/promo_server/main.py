@@ -162,8 +162,12 @@ def _threshold(text: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        defaults = Settings()  # the environment's, checked before anything opens
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
-    defaults = Settings()
     logs.configure(defaults.log_level, defaults.log_format)
     if args.command == "serve":
         settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
