@@ -7,6 +7,7 @@ records into it, so the counters are compared before and after what a test does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -77,17 +78,26 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+@contextlib.contextmanager
+def metered_server(db_url: str, stock_check_seconds: float) -> Iterator[Metered]:
+    """A started server with its metrics endpoint, counting the pools that often."""
+    settings = Settings(database_url=db_url, listen="127.0.0.1:0",
+                        metrics_listen="127.0.0.1:0", stock_check_seconds=stock_check_seconds)
+    server, port = create_server("127.0.0.1:0", db_url, settings)
+    server.start()
+    try:
+        assert server.metrics_endpoint is not None
+        yield Metered(Running(f"127.0.0.1:{port}", db_url, server), server.metrics_endpoint.port)
+    finally:
+        server.stop(None).wait()
+
+
 @pytest.fixture
 def metered(db_url: str) -> Iterator[Metered]:
     """A server with its metrics endpoint; its stock watcher checks once at start, then
     whenever a test asks (the interval is far longer than any test)."""
-    settings = Settings(database_url=db_url, listen="127.0.0.1:0",
-                        metrics_listen="127.0.0.1:0", stock_check_seconds=3600)
-    server, port = create_server("127.0.0.1:0", db_url, settings)
-    server.start()
-    assert server.metrics_endpoint is not None
-    yield Metered(Running(f"127.0.0.1:{port}", db_url, server), server.metrics_endpoint.port)
-    server.stop(None).wait()
+    with metered_server(db_url, stock_check_seconds=3600) as serving_metrics:
+        yield serving_metrics
 
 
 @dataclass
@@ -374,22 +384,13 @@ def test_deleted_promotions_leave_the_gauges(metered_api: tuple[Metered, Api, Pr
 
 
 def test_the_watcher_counts_on_its_own(db_url: str) -> None:
-    settings = Settings(database_url=db_url, listen="127.0.0.1:0",
-                        metrics_listen="127.0.0.1:0", stock_check_seconds=0.05)
-    server, port = create_server("127.0.0.1:0", db_url, settings)
-    server.start()
-    try:
-        running = Running(f"127.0.0.1:{port}", db_url, server)
-        project = running.new_project()
-        assert server.metrics_endpoint is not None
+    with metered_server(db_url, stock_check_seconds=0.05) as metered:
+        project = metered.running.new_project()
         pool = {"project": str(project.id), "promotion": ""}
         deadline = time.monotonic() + 30
-        while value(scrape(server.metrics_endpoint.port), "promo_pool_available_codes",
-                    **pool) is None:
+        while value(metered.scrape(), "promo_pool_available_codes", **pool) is None:
             assert time.monotonic() < deadline, "the watcher never counted the new project"
             time.sleep(0.05)
-    finally:
-        server.stop(None).wait()
 
 
 def test_a_watcher_set_to_0_never_counts_and_promotions_still_show_their_codes(
@@ -397,23 +398,15 @@ def test_a_watcher_set_to_0_never_counts_and_promotions_still_show_their_codes(
 ) -> None:
     """PROMO_STOCK_CHECK_SECONDS=0: no count, no pool gauges (it used to count without
     a pause); a Promotion read still counts its own pool."""
-    settings = Settings(database_url=db_url, listen="127.0.0.1:0",
-                        metrics_listen="127.0.0.1:0", stock_check_seconds=0)
-    server, port = create_server("127.0.0.1:0", db_url, settings)
-    server.start()
-    try:
-        running = Running(f"127.0.0.1:{port}", db_url, server)
-        for api in api_for(running, running.new_project()):
+    with metered_server(db_url, stock_check_seconds=0) as metered:
+        for api in api_for(metered.running, metered.running.new_project()):
             api.create("uncounted")
             api.pool("uncounted", "U-1", "U-2")
             assert api.get("uncounted").available_code_count == 2
-        assert server.metrics_endpoint is not None
         time.sleep(0.2)
-        samples = scrape(server.metrics_endpoint.port)
+        samples = metered.scrape()
         assert value(samples, "promo_pool_stock_check_time_seconds") is None
         assert not any(name == "promo_pool_available_codes" for name, _ in samples)
-    finally:
-        server.stop(None).wait()
 
 
 # --- available_code_count ----------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 DEFAULT_DATABASE_URL = "sqlite:///promo.db"
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -14,30 +16,30 @@ def _env(name: str, default: str) -> str:
 
 
 _FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+T = TypeVar("T")
+
+
+def _parsed(name: str, default: str, parse: Callable[[str], T], expected: str) -> T:
+    """The variable ``name`` (else ``default``) parsed; a SettingsError names it."""
+    value = _env(name, default)
+    try:
+        return parse(value)
+    except (ValueError, KeyError):
+        raise SettingsError(f"{name} must be {expected}, not {value!r}") from None
 
 
 def _flag(name: str, default: str) -> bool:
-    value = _env(name, default)
-    try:
-        return _FLAGS[value.strip().lower()]
-    except KeyError:
-        raise SettingsError(f"{name} must be 1 or 0 (true/false, on/off), not {value!r}") from None
+    return _parsed(
+        name, default, lambda value: _FLAGS[value.strip().lower()], "1 or 0 (true/false, on/off)"
+    )
 
 
 def _int(name: str, default: str) -> int:
-    value = _env(name, default)
-    try:
-        return int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+    return _parsed(name, default, int, "a whole number")
 
 
 def _float(name: str, default: str) -> float:
-    value = _env(name, default)
-    try:
-        return float(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+    return _parsed(name, default, float, "a number")
 
 
 @dataclass(frozen=True)
