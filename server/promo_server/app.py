@@ -208,7 +208,7 @@ def create_server(
     tls = load_tls(settings)  # before the database: a bad file must change nothing
     guesses = throttle.from_settings(settings)
     group_commit_seconds = group_commit(settings)
-    stock_check(settings)
+    stock_seconds = stock_check(settings)  # here: a bad setting must change nothing
     # A connection for each worker, one for the stock watcher's counts and, on
     # SQLite, one for the calls that run on the event loop.
     db = open_database(db_url, pool_size=settings.threads + 2,
@@ -254,7 +254,7 @@ def create_server(
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
-    stock = StockWatcher(stock_check(settings))
+    stock = StockWatcher(stock_seconds)
     return Server(grpc_server, health_servicer, workers, stock, endpoint), port
 
 
