@@ -28,7 +28,7 @@ class Row:
     scenario: str
     backend: str
     result: Result
-    processes: int = 1  # server processes the calls were spread over
+    processes: int = 1  # server processes the calls were spread over; 0: pgbench, no server
     goal: Goal | None = None
     server_cpu_seconds: float | None = None  # all its server processes', while measured
     # PostgreSQL's processes', while measured; None on SQLite, which runs in the servers.
@@ -47,7 +47,7 @@ def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
     return (
         row.scenario,
         row.backend,
-        f"{row.processes} process" + ("" if row.processes == 1 else "es"),
+        _servers(row.processes),
         f"{rate:.0f}",
         ratio,
         _ms(result.percentile_ms(50)),
@@ -57,6 +57,12 @@ def _cells(row: Row, echo_rate: float | None) -> tuple[str, ...]:
         str(result.errors),
         _goal(row, echo_rate),
     )
+
+
+def _servers(processes: int) -> str:
+    if processes == 0:
+        return "none: pgbench"
+    return f"{processes} process" + ("" if processes == 1 else "es")
 
 
 def _goal(row: Row, echo_rate: float | None) -> str:

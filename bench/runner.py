@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from bench import cputime, load, servers
+from bench import alone, cputime, load, servers
 from bench.databases import OPENERS, Unavailable, analyze
 from bench.load import Result
 from bench.report import NO_BACKEND, Row
@@ -41,7 +41,7 @@ def run(
     _echo(seconds, rows)
     for backend in backends:
         try:
-            _run_backend(backend, scenarios, seconds, rows)
+            _run_backend(backend, scenarios, seconds, rows, notes)
         except Unavailable as error:
             _LOGGER.warning("%s", error)
             notes.append(f"!!! {error}")
@@ -54,14 +54,38 @@ def _echo(seconds: float, rows: list[Row]) -> None:
 
 
 def _run_backend(
-    backend: str, scenarios: Sequence[Scenario], seconds: float, rows: list[Row]
+    backend: str, scenarios: Sequence[Scenario], seconds: float, rows: list[Row],
+    notes: list[str],
 ) -> None:
-    """Each scenario gets a fresh database and servers, so no row inherits another's data."""
+    """Each scenario gets a fresh database and servers, so no row inherits another's data.
+
+    On PostgreSQL, a one-process ValidateCode or ActivateCode row is followed by
+    the same calls' SQL alone (see alone.py), on that database, its server stopped.
+    """
     with OPENERS[backend]() as new_database:
         for scenario in scenarios:
             db_url = new_database()
             with servers.promo_servers(db_url, scenario.processes) as running:
                 rows.append(measure(scenario, backend, running, seconds, db_url))
+            if (backend == "postgresql" and scenario.processes == 1
+                    and scenario.name in alone.SCENARIOS):
+                _sql_alone(scenario, db_url, seconds, rows, notes)
+
+
+def _sql_alone(
+    scenario: Scenario, db_url: str, seconds: float, rows: list[Row], notes: list[str]
+) -> None:
+    _LOGGER.info("measuring scenario=%s alone=pgbench seconds=%s clients=%d",
+                 scenario.name, seconds, IN_FLIGHT)
+    try:
+        # No CPU columns: pgbench's connections end before it does, taking their CPU
+        # time out of /proc with them.
+        result = alone.measure(scenario.name, db_url, IN_FLIGHT, _warmup(seconds), seconds)
+    except alone.Skipped as skipped:
+        _LOGGER.warning("%s", skipped)
+        notes.append(f"!!! {skipped}")
+        return
+    rows.append(Row(f"{scenario.name} SQL alone", "postgresql", result, processes=0))
 
 
 def measure(
@@ -72,7 +96,7 @@ def measure(
     going for ``seconds``, over every server."""
     _LOGGER.info("measuring scenario=%s backend=%s processes=%d seconds=%s in_flight=%d",
                  scenario.name, backend, len(running), seconds, IN_FLIGHT)
-    warmup = min(MAX_WARMUP_SECONDS, seconds / 5)
+    warmup = _warmup(seconds)
     with contextlib.ExitStack() as stack:
         channels = tuple(
             stack.enter_context(grpc.insecure_channel(server.address)) for server in running
@@ -100,6 +124,10 @@ def measure(
         )
     return Row(scenario.name, backend, result, len(running), scenario.goal, used.seconds,
                database.seconds)
+
+
+def _warmup(seconds: float) -> float:
+    return min(MAX_WARMUP_SECONDS, seconds / 5)
 
 
 def _drive(start_call: load.StartCall, seconds: float) -> Result:
