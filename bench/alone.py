@@ -119,9 +119,10 @@ def _activate(stored: _Stored) -> str:
     profile_id = f"({stored.first_profile_id} + :u)"
     now = "LOCALTIMESTAMP"
     promotion = str(stored.promotion_id)
-    counts = [now, code_id, now, profile_id, promotion, "0", "NULL",
-              promotion, profile_id, "NULL", promotion, _text(str(stored.promotion_version)),
-              "NULL"]
+    # The bench's promotion has no total limit: its redemptions count in shares.
+    counts = [promotion, _text(str(stored.promotion_version)),
+              now, code_id, now, profile_id, promotion, "0", "NULL",
+              promotion, profile_id, "NULL", promotion]
     record = ["gen_random_uuid()::text", str(stored.project_id), code_id, promotion, profile_id,
               "'pgbench-' || :client_id || '-' || :i", _text(REDEEMED), _text(stored.reward), now]
     return (
@@ -134,7 +135,7 @@ def _activate(stored: _Stored) -> str:
             (lifecycle._REDEEMABLE_WITH_PROFILE.sql,
              ["'bench-user-' || :u", str(stored.project_id),
               "'bench-' || lpad((:n)::text, 8, '0')"]),
-            (lifecycle._REDEEM_ONE_STATEMENT.sql, counts + record),
+            (lifecycle._REDEEM_IN_SHARES_STATEMENT.sql, counts + record),
         )
     )
 

@@ -75,7 +75,9 @@ def test_the_activation_alone_redeems_a_fresh_code_per_transaction(pg_running: R
         transactions + 3
     )
     assert _one(pg_running.db_url, "SELECT max(redemption_count) FROM code") == 1
-    assert _one(pg_running.db_url, "SELECT redemption_count FROM promotion") == transactions + 3
+    assert _one(pg_running.db_url, "SELECT redemption_count FROM promotion") == 0
+    assert _one(pg_running.db_url,
+                "SELECT sum(redemption_count) FROM redemption_share") == transactions + 3
     assert _one(pg_running.db_url,
                 "SELECT sum(redemption_count) FROM promotion_usage") == transactions + 3
 

@@ -130,11 +130,30 @@ def test_a_code_counter_off_its_redemptions_or_attachments(busy: str) -> None:
 
 
 def test_a_promotion_counter_off_its_redemptions(busy: str) -> None:
-    tamper(busy, "UPDATE promotion SET redemption_count = 7 WHERE external_id = 'multi'")
+    # On PostgreSQL, "multi" (no total limit) counts in shares: its row holds none of the 3.
+    tamper(busy, "UPDATE promotion SET redemption_count = redemption_count + 4 "
+                 "WHERE external_id = 'multi'")
 
     assert breaches(busy, "PROMOTION_REDEMPTION_COUNT") == [
         "project 'shop' promotion 'multi': redemption_count 7, live redemptions 3"
     ]
+
+
+def test_a_count_in_shares_of_a_promotion_with_a_total_limit(busy: str) -> None:
+    # Its limit is checked against its row alone: a share would go unseen.
+    tamper(
+        busy,
+        "UPDATE promotion SET redemption_count = redemption_count - 1 "
+        "WHERE external_id = 'single'",
+        "INSERT INTO redemption_share (promotion_id, share, redemption_count) "
+        f"VALUES ({promotion('single')}, 3, 1)",
+    )
+
+    assert breaches(busy, "LIMITED_PROMOTION_SHARES") == [
+        "project 'shop' promotion 'single': "
+        "1 of its redemptions counted in shares, unseen by its limit"
+    ]
+    assert breaches(busy, "PROMOTION_REDEMPTION_COUNT") == []
 
 
 def test_a_profile_counter_off_its_redemptions_or_missing(busy: str) -> None:

@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promo.v1 import code_pb2 as pb
-from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
+from promo.v1 import (
+    code_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
+    promotion_pb2,
+    promotion_pb2_grpc,
+)
 from tests.conftest import Project, Running, bearer
 from tests.rpc import error_reason, field_violations, refused
 
@@ -173,6 +179,42 @@ def test_each_refusal_has_its_reason(api: Api, setup: dict[str, Any], reason: st
     assert reason_of(lambda: api.activate(code, "ann"), status) == reason
     answer = api.validate(code, "ann")
     assert (answer.valid, answer.reason) == (False, reason)
+
+
+def test_only_an_activation_that_passes_stores_a_new_profile(
+    api: Api, running: Running
+) -> None:
+    promo = api.promotion("p", redeem_total_limit=1)
+    api.pool(promo, "N-1", "N-2")
+    api.activate("N-1", "ann")
+
+    def stored(profile_id: str) -> bool:
+        with running.channel() as channel:
+            try:
+                profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                    profile_pb2.GetProfileRequest(profile=ref(profile_id)),
+                    metadata=bearer(api.key),
+                )
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND
+                return False
+        return True
+
+    assert reason_of(lambda: api.activate("N-2", "newcomer"), EXHAUSTED) == (
+        "TOTAL_LIMIT_REACHED"
+    )
+    assert not stored("newcomer")
+    assert api.code("N-2").redemption_count == 0
+
+    set_limit = promotion_pb2.Promotion(external_id=promo, redeem_total_limit=2)
+    api.promotions.UpdatePromotion(
+        promotion_pb2.UpdatePromotionRequest(
+            promotion=set_limit, update_mask=field_mask_pb2.FieldMask(paths=["redeem_total_limit"])
+        ),
+        metadata=bearer(api.key),
+    )
+    assert api.activate("N-2", "newcomer").profile_id == "newcomer"
+    assert stored("newcomer")
 
 
 def test_an_attached_single_use_code_is_for_its_holder_only(api: Api) -> None:
@@ -440,6 +482,21 @@ def test_a_global_code_issued_for_a_promotion_redeems_once(api: Api) -> None:
     assert reason_of(lambda: api.activate("G-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
     assert not api.validate("G-1", "ann").valid
     assert api.code("G-1").redemption_count == 1
+
+
+def test_a_global_code_issued_for_a_deleted_promotion_is_retired_with_it(api: Api) -> None:
+    promo = api.promotion("gone")
+    api.pool("", "G-1", "G-2")
+    assert api.attach("ann", promo).code == "G-1"
+
+    api.promotions.DeletePromotion(promotion_pb2.DeletePromotionRequest(external_id=promo),
+                                   metadata=bearer(api.key))
+
+    assert api.code("G-1").retired
+    assert api.validate("G-1", "ann").reason == "CODE_RETIRED"
+    assert reason_of(lambda: api.activate("G-1", "ann"), FAILED) == "CODE_RETIRED"
+    assert not api.code("G-2").retired  # never issued: still the global pool's to hand out
+    assert api.attach("bob", api.promotion("next")).code == "G-2"
 
 
 def test_redemptions_page_by_promotion_and_profile(api: Api) -> None:

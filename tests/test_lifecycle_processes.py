@@ -76,3 +76,22 @@ def test_the_same_request_id_on_two_processes_redeems_once(apis: tuple[Api, Api]
 
     assert len({r.id for r in results if isinstance(r, pb.Redemption)}) == 1
     assert one.code("SAME-1").redemption_count == 1
+
+
+def test_two_processes_count_every_redemption_of_a_promotion_without_limits(
+    apis: tuple[Api, Api]
+) -> None:
+    # On PostgreSQL these count in the promotion's shares, not in its row.
+    one, two = apis
+    promo = one.promotion("open")
+    one.pool(promo, *[f"O-{i}" for i in range(40)])
+
+    results = in_parallel([
+        (lambda i=i: (one, two)[i % 2].activate(f"O-{i}", f"u{i % 3}")) for i in range(40)
+    ])
+
+    assert sum(isinstance(r, pb.Redemption) for r in results) == 40
+    for api in (one, two):
+        counted = api.promotions.GetPromotion(
+            promotion_pb2.GetPromotionRequest(external_id=promo), metadata=bearer(api.key))
+        assert counted.redemption_count == 40

@@ -28,6 +28,7 @@ SINGLE_USE_CODE_SHARED = "SINGLE_USE_CODE_SHARED"
 CODE_LIMIT_EXCEEDED = "CODE_LIMIT_EXCEEDED"
 USER_LIMIT_EXCEEDED = "USER_LIMIT_EXCEEDED"
 TOTAL_LIMIT_EXCEEDED = "TOTAL_LIMIT_EXCEEDED"
+LIMITED_PROMOTION_SHARES = "LIMITED_PROMOTION_SHARES"
 MISSING_REFERENCE = "MISSING_REFERENCE"
 ATTACHED_AFTER_RETIRE = "ATTACHED_AFTER_RETIRE"
 
@@ -108,6 +109,11 @@ _LIVE_BY_PROMOTION = (
     "(SELECT promotion_id, count(*) AS n FROM redemption "
     "WHERE state = ? AND promotion_id IS NOT NULL GROUP BY promotion_id)"
 )
+# What each promotion counted in its shares (see RedemptionShare).
+_SHARED_BY_PROMOTION = (
+    "(SELECT promotion_id, sum(redemption_count) AS n FROM redemption_share "
+    "GROUP BY promotion_id)"
+)
 _LIVE_BY_USER = (
     "(SELECT promotion_id, profile_id, count(*) AS n FROM redemption "
     "WHERE state = ? AND promotion_id IS NOT NULL GROUP BY promotion_id, profile_id)"
@@ -152,26 +158,34 @@ def code_counts() -> list[Breach]:
 
 
 def promotion_counts() -> list[Breach]:
-    """Each promotion's redemption_count is its live redemptions, within redeem_total_limit."""
+    """Each promotion's redemption count (its row's and its shares') is its live
+    redemptions, within redeem_total_limit; with a limit, the row holds all of it."""
     rows = execute(
-        "SELECT pj.name, p.external_id, p.redemption_count, coalesce(r.n, 0), "
-        "p.redeem_total_limit "
+        "SELECT pj.name, p.external_id, p.redemption_count, coalesce(s.n, 0), "
+        "coalesce(r.n, 0), p.redeem_total_limit "
         "FROM promotion p LEFT JOIN project pj ON pj.id = p.project_id "
         f"LEFT JOIN {_LIVE_BY_PROMOTION} r ON r.promotion_id = p.id "
-        "WHERE p.redemption_count <> coalesce(r.n, 0) "
+        f"LEFT JOIN {_SHARED_BY_PROMOTION} s ON s.promotion_id = p.id "
+        "WHERE p.redemption_count + coalesce(s.n, 0) <> coalesce(r.n, 0) "
         "OR coalesce(r.n, 0) > coalesce(p.redeem_total_limit, coalesce(r.n, 0)) "
+        "OR (p.redeem_total_limit IS NOT NULL AND s.n IS NOT NULL) "
         "ORDER BY p.id",
         (REDEEMED,),
     )
     out = []
-    for project, promotion, counted, live, limit in rows:
+    for project, promotion, counted, shared, live, limit in rows:
         where = _promotion(project, promotion)
-        if counted != live:
+        if counted + shared != live:
             out.append(Breach(PROMOTION_REDEMPTION_COUNT, where,
-                              f"redemption_count {counted}, live redemptions {live}"))
+                              f"redemption_count {counted + shared}, live redemptions {live}"))
         if limit is not None and live > limit:
             out.append(Breach(TOTAL_LIMIT_EXCEEDED, where,
                               f"{live} live redemptions, redeem_total_limit {limit}"))
+        if limit is not None and shared:
+            out.append(Breach(
+                LIMITED_PROMOTION_SHARES, where,
+                f"{shared} of its redemptions counted in shares, unseen by its limit",
+            ))
     return out
 
 

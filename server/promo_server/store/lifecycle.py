@@ -299,6 +299,32 @@ _REDEEM_ONE_STATEMENT = Statement(
     f"counted_total AS ({_COUNT_TOTAL} AND EXISTS (SELECT 1 FROM counted_user) RETURNING 1) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_total"))
 )
+# A promotion with no total limit has no count to check, so its redemptions are
+# counted in one of its SHARES RedemptionShare rows, picked at random, instead of
+# its row: every activation of a promotion updating that one row made them wait
+# for each other, and PostgreSQL alone then ran our activations 1,000 times a
+# second with a p99 of 180 ms, against 2,000 and 50 ms this way (pgbench, 32
+# clients). A KEY SHARE lock on the promotion's row, which activations share,
+# checks its version instead; UpdatePromotion and DeletePromotion lock the row
+# for update, so they wait for these activations, and activations that come
+# after them find the new version.
+SHARES = 16
+_COUNT_SHARE = (
+    "INSERT INTO redemption_share (promotion_id, share, redemption_count) "
+    f"SELECT ?, floor(random() * {SHARES})::int, 1 FROM {{after}} "
+    "ON CONFLICT (promotion_id, share) DO UPDATE "
+    "SET redemption_count = redemption_share.redemption_count + 1"
+)
+_REDEEM_IN_SHARES_STATEMENT = Statement(
+    "WITH version AS "
+    "(SELECT 1 FROM promotion WHERE id = ? AND update_time = ? FOR KEY SHARE), "
+    f"counted_code AS ({_COUNT_CODE} AND EXISTS (SELECT 1 FROM version) RETURNING id), "
+    "counted_user AS ("
+    + _COUNT_USER.format(rows="SELECT ?, ?, 1 FROM counted_code")
+    + " RETURNING 1), "
+    f"counted_total AS ({_COUNT_SHARE.format(after='counted_user')} RETURNING 1) "
+    + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_total"))
+)
 _REDEEM_ONE_STATEMENT_CODE_ONLY = Statement(
     f"WITH counted_code AS ({_COUNT_CODE} RETURNING id) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_code"))
@@ -308,11 +334,12 @@ _REDEEM_ONE_STATEMENT_CODE_ONLY = Statement(
 def redemption_transaction() -> contextlib.AbstractContextManager[None]:
     """What ``redeem`` runs in. On SQLite, a write transaction: its statements are
     several. On PostgreSQL, none: the redemption is one statement, all or nothing,
-    committed as it ends. So the promotion's row, which every redemption of the
-    promotion updates, stays locked only while that statement runs, not also while
-    its answer travels back to a busy server and that server's COMMIT comes to the
-    database (with BEGIN and COMMIT around it, activations of one promotion spent
-    a third of their time waiting for that lock)."""
+    committed as it ends. So the promotion's row, which every redemption of a
+    promotion with a total limit updates, stays locked only while that statement
+    runs, not also while its answer travels back to a busy server and that
+    server's COMMIT comes to the database (with BEGIN and COMMIT around it,
+    activations of one promotion spent a third of their time waiting for that
+    lock)."""
     return write_transaction() if is_sqlite() else contextlib.nullcontext()
 
 
@@ -334,9 +361,8 @@ def redeem(
     Raises Stale when a limit is reached or the code or promotion is no longer
     as read, having changed nothing (on SQLite, once the caller's transaction
     rolls back, undoing any counter this did move); the caller reads again and
-    names the refusal. The promotion's row, which every redemption of it
-    updates, comes last, so that PostgreSQL holds its lock for as short a time
-    as possible.
+    names the refusal. The promotion's count comes last, so that PostgreSQL
+    holds the lock on its row (or share) for as short a time as possible.
     """
     public_id = str(uuid.uuid4())
     count_code: tuple[Any, ...] = (
@@ -352,7 +378,11 @@ def redeem(
             raise Stale
     if not is_sqlite():
         statement, counts = _REDEEM_ONE_STATEMENT_CODE_ONLY, count_code
-        if code.promo_id is not None:
+        if code.promo_id is not None and total is None:
+            statement = _REDEEM_IN_SHARES_STATEMENT
+            counts = (code.promo_id, code.promo_version, *count_code,
+                      code.promo_id, profile_id, user, code.promo_id)
+        elif code.promo_id is not None:
             statement = _REDEEM_ONE_STATEMENT
             counts += (code.promo_id, profile_id, user, code.promo_id, code.promo_version, total)
         try:

@@ -15,8 +15,10 @@ from peewee import (
     BooleanField,
     CharField,
     ColumnBase,
+    CompositeKey,
     DateTimeField,
     ForeignKeyField,
+    IntegerField,
     Model,
     TextField,
 )
@@ -57,7 +59,8 @@ class Promotion(BaseModel):
     """A promotion. ``rules`` holds the discount, bonus, conditions and exclusions as JSON.
 
     A deleted promotion keeps its row (``delete_time``) so that its redemptions
-    still name it; its external_id is free for a new promotion.
+    still name it; its external_id is free for a new promotion. Its live
+    redemptions are ``redemption_count`` plus its RedemptionShares' counts.
     """
 
     id = AutoField()
@@ -183,6 +186,24 @@ class PromotionUsage(BaseModel):
     promotion = ForeignKeyField(Promotion, on_delete="CASCADE")
     profile = ForeignKeyField(Profile, on_delete="CASCADE")
     redemption_count = BigIntegerField(default=0)
+
+
+class RedemptionShare(BaseModel):
+    """Part of a promotion's redemption count, kept apart from its row (PostgreSQL only).
+
+    On PostgreSQL, an activation of a promotion without a total limit counts in
+    one of SHARES rows of the promotion, picked at random, instead of in the
+    promotion's row, which every activation of the promotion would otherwise
+    update in turn (see ``store.lifecycle``). A promotion with a total limit has
+    none: setting the limit moves their counts into its row.
+    """
+
+    promotion = ForeignKeyField(Promotion, on_delete="CASCADE", index=False)
+    share = IntegerField()
+    redemption_count = BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("promotion", "share")
 
 
 class AuditEntry(BaseModel):

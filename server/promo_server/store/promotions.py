@@ -13,7 +13,7 @@ from peewee import IntegrityError, fn
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import AlreadyExists, NotFound
 from promo_server.store.db import Compiled, is_sqlite, utcnow
-from promo_server.store.models import Code, Project, available
+from promo_server.store.models import Code, Project, RedemptionShare, available
 from promo_server.store.models import Promotion as Row
 
 # The domain fields kept as one JSON document in ``promotion.rules``.
@@ -83,9 +83,25 @@ def get(project_id: int, external_id: str) -> domain.Promotion:
 
 
 def counted(project_id: int, rows: Sequence[Row]) -> list[domain.Promotion]:
-    """The promotions with their pools' available codes, counted by one query."""
-    counts = available_counts(project_id, [row.id for row in rows], utcnow())
-    return [to_domain(row, counts.get(row.id, 0)) for row in rows]
+    """The promotions with their pools' available codes, counted by one query, and
+    their redemptions counted in shares by another."""
+    ids = [row.id for row in rows]
+    counts = available_counts(project_id, ids, utcnow())
+    shared = shared_redemptions(ids)
+    return [to_domain(row, counts.get(row.id, 0), shared.get(row.id, 0)) for row in rows]
+
+
+def shared_redemptions(promotion_ids: Sequence[int]) -> dict[int, int]:
+    """The redemptions each promotion counted in its RedemptionShares, by promotion id."""
+    if not promotion_ids:
+        return {}
+    query: Any = (
+        RedemptionShare.select(RedemptionShare.promotion, fn.SUM(RedemptionShare.redemption_count))
+        .where(RedemptionShare.promotion.in_(list(promotion_ids)))
+        .group_by(RedemptionShare.promotion)
+        .tuples()
+    )
+    return {promotion_id: int(count) for promotion_id, count in query}
 
 
 def available_counts(
@@ -146,20 +162,39 @@ def page(
 
 
 def replace(row: Row, promotion: domain.Promotion) -> Row:
-    """Stores the promotion's new values; returns its row as now stored."""
+    """Stores the promotion's new values; returns its row as now stored.
+
+    The row must be locked for update. With a total limit, the redemptions
+    counted in shares move into the row, where activations check the limit.
+    """
     values = _row_values(promotion)
     values["update_time"] = utcnow()
+    if promotion.redeem_total_limit is not None:
+        _fold_shares(row.id)
     Row.update(**values).where(Row.id == row.id).execute()
     return Row.get_by_id(row.id)
 
 
+def _fold_shares(promotion_id: int) -> None:
+    shares = RedemptionShare.promotion == promotion_id
+    shared = RedemptionShare.select(fn.COALESCE(fn.SUM(RedemptionShare.redemption_count), 0))
+    Row.update(redemption_count=Row.redemption_count + shared.where(shares)).where(
+        Row.id == promotion_id
+    ).execute()
+    RedemptionShare.delete().where(shares).execute()
+
+
 def delete(row: Row) -> int:
-    """Marks the promotion deleted and retires its codes; returns how many were retired."""
+    """Marks the promotion deleted and retires its codes, the global pool's codes
+    issued for it among them (they redeem under its rules); returns how many."""
     now = utcnow()
     Row.update(delete_time=now, update_time=now).where(Row.id == row.id).execute()
     retired: int = (
         Code.update(retire_time=now)
-        .where((Code.promotion == row.id) & Code.retire_time.is_null())
+        .where(
+            ((Code.promotion == row.id) | (Code.issued_for == row.id))
+            & Code.retire_time.is_null()
+        )
         .execute()
     )
     return retired
@@ -182,7 +217,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def to_domain(row: Row, available_code_count: int = 0) -> domain.Promotion:
+def to_domain(
+    row: Row, available_code_count: int = 0, shared_redemptions: int = 0
+) -> domain.Promotion:
     rules = json.loads(row.rules)
     discount = rules["discount"]
     return domain.Promotion(
@@ -208,7 +245,7 @@ def to_domain(row: Row, available_code_count: int = 0) -> domain.Promotion:
         excluded_promotions=list(rules["excluded_promotions"]),
         create_time=row.create_time,
         update_time=row.update_time,
-        redemption_count=row.redemption_count,
+        redemption_count=row.redemption_count + shared_redemptions,
         available_code_count=available_code_count,
     )
 

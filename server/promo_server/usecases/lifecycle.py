@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -118,7 +118,7 @@ def detach(project_id: int, code: str, ref: ProfileRef | None) -> None:
 def validate(project_id: int, attempt: Attempt) -> tuple[bool, str, rewards.Reward | None]:
     """The checks and reward of an activation, consuming nothing: (valid, reason, reward)."""
     try:
-        checked = _check(project_id, attempt, create_profile=False)
+        checked = _check(project_id, attempt)
         _check_limits(checked)
     except DomainError as refusal:
         if not refusal.reason:
@@ -168,16 +168,17 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
 
 
 def _redeem(project_id: int, attempt: Attempt) -> RedemptionView:
-    checked = _check(project_id, attempt, create_profile=True)
+    checked = _check(project_id, attempt)
     _check_limits(checked, count_profile=False)
     reward = reward_dict(checked.reward)
     for tries in range(1, ACTIVATE_TRIES + 1):
         try:
             with store.redemption_transaction():
                 if tries > 1:  # what was read has changed: read it again (on SQLite, locked)
-                    checked = _check(project_id, attempt, create_profile=True)
+                    checked = _check(project_id, attempt)
                     _check_limits(checked)
                     reward = reward_dict(checked.reward)
+                checked = _with_stored_profile(project_id, attempt, checked)
                 public_id = store.redeem(
                     project_id, checked.code, checked.rules, checked.profile.id,
                     attempt.request_id, json.dumps(reward), checked.now,
@@ -252,8 +253,11 @@ class _Checked:
     now: datetime
 
 
-def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Checked:
-    """Every check before the limits, in the contract's order; the reward if all pass."""
+def _check(project_id: int, attempt: Attempt) -> _Checked:
+    """Every check before the limits, in the contract's order; the reward if all pass.
+
+    It stores nothing: an unknown profile_id is a new customer with no history
+    (profile id 0), whom only an activation that passes stores."""
     now = utcnow()
     require_code(attempt.code, "code")
     ref = _required_profile(attempt.profile)
@@ -270,7 +274,7 @@ def _check(project_id: int, attempt: Attempt, *, create_profile: bool) -> _Check
         profile = Profile(id=row.profile_row_id, profile_id=ref.value,
                           attributes=row.profile_attributes)
     else:
-        profile = _profile(project_id, ref, create=create_profile)
+        profile = _profile(project_id, ref)
     if row.holder_id is not None and row.holder_id != profile.id:
         raise rules.refuse(
             rules.CODE_ATTACHED_TO_OTHER_PROFILE,
@@ -350,14 +354,21 @@ def _required_profile(ref: ProfileRef | None) -> ProfileRef:
     return ref
 
 
-def _profile(project_id: int, ref: ProfileRef | None, *, create: bool) -> Profile:
+def _profile(project_id: int, ref: ProfileRef | None) -> Profile:
     ref = _required_profile(ref)
     found = profiles.find(project_id, ref)
-    if found is None and create:
-        with write_transaction():
-            return profiles.find_or_create(project_id, ref)
-    # Validation creates nothing: an unknown profile_id is a new customer with no history.
     return found if found is not None else Profile(id=0, profile_id=ref.value, attributes="{}")
+
+
+def _with_stored_profile(project_id: int, attempt: Attempt, checked: _Checked) -> _Checked:
+    """``checked``, its profile stored first if it is new: in the redemption's
+    transaction on SQLite, so a refused activation stores nothing. (On
+    PostgreSQL the profile is committed just before the redemption's statement,
+    which may still find a limit reached by a call that raced it.)"""
+    if checked.profile.id:
+        return checked
+    profile = profiles.find_or_create(project_id, _required_profile(attempt.profile))
+    return replace(checked, profile=profile)
 
 
 def _exclusions(project_id: int, applied: Sequence[str]) -> dict[str, Sequence[str]]:
