@@ -523,6 +523,46 @@ def test_redemptions_page_by_promotion_and_profile(api: Api) -> None:
     assert "at most one" in field_violations(two)["code"]
 
 
+# --- bad requests ---------------------------------------------------------------------
+
+BAD_CART = pb.Cart(currency="usd", items=[pb.CartItem(sku="a", quantity=0, unit_price="x")])
+NO_ONE = profile_pb2.ProfileRef(profile_id="")
+
+
+@pytest.mark.parametrize(
+    ("call", "fields"),
+    [
+        ("AttachCode", pb.AttachCodeRequest(code="bad code!")),
+        ("DetachCode", pb.DetachCodeRequest(profile=NO_ONE)),
+        ("ListCodes", pb.ListCodesRequest(profile=NO_ONE, filter=99, page_size=-1,
+                                          page_token="zz")),
+        ("ListRedemptions", pb.ListRedemptionsRequest(code="bad code!", profile=NO_ONE,
+                                                      page_size=-1, page_token="zz")),
+        ("ValidateCode", pb.ValidateCodeRequest(code="bad code!", cart=BAD_CART)),
+        ("ActivateCode", pb.ActivateCodeRequest(cart=BAD_CART, request_id="r" * 300)),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_a_bad_request_names_every_bad_field_at_once(
+    api: Api, call: str, fields: Any
+) -> None:
+    expected = {
+        "AttachCode": {"profile", "promotion", "code"},
+        "DetachCode": {"code", "profile.profile_id"},
+        "ListCodes": {"profile.profile_id", "filter", "page_size", "page_token"},
+        "ListRedemptions": {"code", "profile", "profile.profile_id", "page_size", "page_token"},
+        "ValidateCode": {"code", "profile", "cart.currency", "cart.items[0].quantity",
+                         "cart.items[0].unit_price"},
+        "ActivateCode": {"code", "profile", "cart.currency", "cart.items[0].quantity",
+                         "cart.items[0].unit_price", "request_id"},
+    }[call]
+
+    error = refused(lambda: getattr(api.codes, call)(fields, metadata=bearer(api.key)),
+                    grpc.StatusCode.INVALID_ARGUMENT)
+
+    assert set(field_violations(error)) == expected
+
+
 # --- no deadlocks between concurrent writers ------------------------------------------
 
 

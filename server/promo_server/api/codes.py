@@ -23,7 +23,7 @@ from promo_server.api.throttle import GuessThrottle
 from promo_server.domain import codes as domain
 from promo_server.domain import rewards
 from promo_server.domain.codes import ProfileRef
-from promo_server.domain.errors import FieldViolation, InvalidArgument, NotFound
+from promo_server.domain.errors import FieldViolation, InvalidArgument, NotFound, Violations
 from promo_server.usecases import codes, lifecycle
 
 MAX_REQUEST_ID = 255
@@ -79,13 +79,17 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
     def ListCodes(
         self, request: pb.ListCodesRequest, context: grpc.ServicerContext
     ) -> pb.ListCodesResponse:
+        problems = Violations()
+        profile = _profile_ref(request.profile, problems)
+        state = problems.check(lambda: _code_filter(request.filter), None)
         items, token = codes.list_page(
             auth.current().project_id,
             promotion=request.promotion,
-            profile=_profile_ref(request.profile),
-            state=_code_filter(request.filter),
+            profile=profile,
+            state=state,
             page_size=request.page_size,
             page_token=request.page_token,
+            known=problems.items,
         )
         return pb.ListCodesResponse(codes=[code_to_proto(c) for c in items], next_page_token=token)
 
@@ -105,9 +109,12 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
 
     def AttachCode(self, request: pb.AttachCodeRequest, context: grpc.ServicerContext
                    ) -> pb.Attachment:
-        ref = _profile_ref(request.profile)
+        problems = Violations()
+        ref = _profile_ref(request.profile, problems)
         code = request.code if request.HasField("code") else None
-        attached = lifecycle.attach(auth.current().project_id, ref, request.promotion, code)
+        attached = lifecycle.attach(
+            auth.current().project_id, ref, request.promotion, code, known=problems.items
+        )
         return pb.Attachment(
             code=attached.code, promotion=attached.promotion, profile_id=attached.profile_id,
             attach_time=time_to_proto(attached.attach_time),
@@ -115,8 +122,9 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
 
     def DetachCode(self, request: pb.DetachCodeRequest, context: grpc.ServicerContext
                    ) -> empty_pb2.Empty:
-        ref = _profile_ref(request.profile)
-        lifecycle.detach(auth.current().project_id, request.code, ref)
+        problems = Violations()
+        ref = _profile_ref(request.profile, problems)
+        lifecycle.detach(auth.current().project_id, request.code, ref, known=problems.items)
         return empty_pb2.Empty()
 
     def ValidateCode(self, request: pb.ValidateCodeRequest, context: grpc.ServicerContext
@@ -149,13 +157,16 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
     def ListRedemptions(
         self, request: pb.ListRedemptionsRequest, context: grpc.ServicerContext
     ) -> pb.ListRedemptionsResponse:
+        problems = Violations()
+        profile = _profile_ref(request.profile, problems)
         items, token = lifecycle.list_redemptions(
             auth.current().project_id,
             promotion=request.promotion,
             code=request.code,
-            profile=_profile_ref(request.profile),
+            profile=profile,
             page_size=request.page_size,
             page_token=request.page_token,
+            known=problems.items,
         )
         return pb.ListRedemptionsResponse(
             redemptions=[redemption_to_proto(r) for r in items], next_page_token=token
@@ -173,19 +184,21 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
             raise
 
 
-def _profile_ref(ref: profile_pb2.ProfileRef) -> ProfileRef | None:
-    problems: list[FieldViolation] = []
-    parsed = profile_ref_from_proto(ref, "profile", problems)
-    if problems:
-        raise InvalidArgument(problems)
-    return parsed
+def _profile_ref(ref: profile_pb2.ProfileRef, problems: Violations) -> ProfileRef | None:
+    """The reference, its bad fields added to ``problems``, for the use case to raise
+    with its own."""
+    return profile_ref_from_proto(ref, "profile", problems.items)
 
 
 def _attempt(
     request: pb.ValidateCodeRequest | pb.ActivateCodeRequest, request_id: str = ""
 ) -> lifecycle.Attempt:
     problems: list[FieldViolation] = []
+    if problem := domain.code_problem(request.code):
+        problems.append(FieldViolation("code", problem))
     profile = profile_ref_from_proto(request.profile, "profile", problems)
+    if profile is None:
+        problems.append(FieldViolation("profile", lifecycle.PROFILE_REQUIRED))
     cart = rewards.Cart("", ())
     if request.cart.currency or request.cart.items:
         try:

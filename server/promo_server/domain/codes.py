@@ -93,13 +93,18 @@ def key_of(code: str) -> str:
     return code.lower()
 
 
-def require_code(code: str, field: str) -> str:
+def code_problem(code: str) -> str | None:
+    """Why ``code`` is not a code string, or None."""
     if not code:
-        raise InvalidArgument.field(field, "is required")
+        return "is required"
     if not CODE.fullmatch(code):
-        raise InvalidArgument.field(
-            field, "must be 1..64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
-        )
+        return "must be 1..64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
+    return None
+
+
+def require_code(code: str, field: str) -> str:
+    if problem := code_problem(code):
+        raise InvalidArgument.field(field, problem)
     return code
 
 

@@ -7,7 +7,11 @@ into a status; business rules raise them and never build a status themselves.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Kind(enum.Enum):
@@ -103,8 +107,17 @@ class Violations:
     def add(self, field: str, description: str) -> None:
         self.items.append(FieldViolation(field, description))
 
-    def extend(self, items: list[FieldViolation]) -> None:
+    def extend(self, items: Iterable[FieldViolation]) -> None:
         self.items.extend(items)
+
+    def check(self, call: Callable[[], T], default: T) -> T:
+        """What ``call`` returns; ``default`` if it raised InvalidArgument, whose fields
+        join these (``raise_if_any`` then raises before anyone uses the default)."""
+        try:
+            return call()
+        except InvalidArgument as error:
+            self.items.extend(error.violations)
+            return default
 
     def __bool__(self) -> bool:
         return bool(self.items)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from promo_server import metrics
@@ -16,6 +16,7 @@ from promo_server.domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    Violations,
 )
 from promo_server.store import audit, imports, profiles
 from promo_server.store import codes as store
@@ -212,11 +213,18 @@ def list_page(
     state: str | None,
     page_size: int,
     page_token: str,
+    known: Sequence[FieldViolation] = (),
 ) -> tuple[list[domain.Code], str]:
-    """Codes of a pool, or held by a profile (in one pool, if a promotion is named too)."""
-    size = pagination.page_size(page_size)
+    """Codes of a pool, or held by a profile (in one pool, if a promotion is named too).
+
+    ``known`` are the request's bad fields found while reading it: raised with
+    these, every one at once."""
+    problems = Violations()
+    problems.extend(known)
+    size = problems.check(lambda: pagination.page_size(page_size), 0)
     query = ("codes", project_id, promotion, profile, state)
-    cursor = pagination.decode(page_token, query)
+    cursor = problems.check(lambda: pagination.decode(page_token, query), None)
+    problems.raise_if_any()
     in_pool = store.pool(project_id, promotion) if promotion or profile is None else None
     holder = None
     if profile is not None:

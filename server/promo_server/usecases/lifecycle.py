@@ -21,8 +21,10 @@ from promo_server.domain.errors import (
     Aborted,
     DomainError,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
+    Violations,
 )
 from promo_server.store import lifecycle as store
 from promo_server.store import profiles, promotions
@@ -67,14 +69,22 @@ class Attempt:
 
 
 def attach(
-    project_id: int, ref: ProfileRef | None, promotion: str, code: str | None
+    project_id: int, ref: ProfileRef | None, promotion: str, code: str | None,
+    known: Sequence[FieldViolation] = (),
 ) -> AttachmentView:
-    """Attaches a named code, or hands out the pool's oldest available one."""
-    ref = _required_profile(ref)
+    """Attaches a named code, or hands out the pool's oldest available one.
+
+    ``known`` are the request's bad fields found while reading it: raised with
+    these, every one at once."""
+    problems = Violations()
+    problems.extend(known)
+    ref = problems.check(lambda: _required_profile(ref), None)
     if not promotion:
-        raise InvalidArgument.field("promotion", "is required")
+        problems.add("promotion", "is required")
     if code is not None:
-        require_code(code, "code")
+        problems.check(lambda: require_code(code, "code"), "")
+    problems.raise_if_any()
+    assert ref is not None
     now = utcnow()
     with write_transaction():
         promo_row = promotions.get_row(project_id, promotion)
@@ -101,8 +111,13 @@ def attach(
     return AttachmentView(held.code, promotion, profile.profile_id, attachment.attach_time)
 
 
-def detach(project_id: int, code: str, ref: ProfileRef | None) -> None:
-    require_code(code, "code")
+def detach(
+    project_id: int, code: str, ref: ProfileRef | None, known: Sequence[FieldViolation] = ()
+) -> None:
+    problems = Violations()
+    problems.extend(known)
+    problems.check(lambda: require_code(code, "code"), "")
+    problems.raise_if_any()
     with write_transaction():
         row = _code(project_id, code)
         profile_id = None
@@ -213,18 +228,23 @@ def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionVie
 
 def list_redemptions(
     project_id: int, *, promotion: str, code: str, profile: ProfileRef | None,
-    page_size: int, page_token: str,
+    page_size: int, page_token: str, known: Sequence[FieldViolation] = (),
 ) -> tuple[list[RedemptionView], str]:
     """One page of redemptions, newest first, of one promotion, code or profile (or all)."""
+    problems = Violations()
+    problems.extend(known)
     named = [name for name, given in
              (("promotion", promotion), ("code", code), ("profile", profile)) if given]
     if len(named) > 1:
-        raise InvalidArgument.field(
+        problems.add(
             named[1], f"give at most one of promotion, code and profile, not {' and '.join(named)}"
         )
-    size = pagination.page_size(page_size)
+    if code:
+        problems.check(lambda: require_code(code, "code"), "")
+    size = problems.check(lambda: pagination.page_size(page_size), 0)
     query_key = ("redemptions", project_id, promotion, code, profile)
-    cursor = pagination.decode(page_token, query_key)
+    cursor = problems.check(lambda: pagination.decode(page_token, query_key), None)
+    problems.raise_if_any()
     query = store.redemption_view(project_id)
     if promotion:
         query = query.where(Redemption.promotion == promotions.get_row(project_id, promotion).id)
@@ -346,11 +366,12 @@ def _require_pool(row: Code, promotion: Promotion) -> None:
     raise FailedPrecondition(f"code {row.code!r} belongs to another promotion's pool")
 
 
+PROFILE_REQUIRED = "name the profile by profile_id, email, phone or custom"
+
+
 def _required_profile(ref: ProfileRef | None) -> ProfileRef:
     if ref is None:
-        raise InvalidArgument.field(
-            "profile", "name the profile by profile_id, email, phone or custom"
-        )
+        raise InvalidArgument.field("profile", PROFILE_REQUIRED)
     return ref
 
 
