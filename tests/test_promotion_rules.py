@@ -150,6 +150,11 @@ CASES = [
         id="currency-lowercase",
     ),
     pytest.param(
+        {"discount": Discount(amount="5", currency="ABC")},
+        [f"{P}.discount.currency"],
+        id="currency-not-in-iso-4217",
+    ),
+    pytest.param(
         {"discount": Discount(amount="5", currency="US")},
         [f"{P}.discount.currency"],
         id="currency-2-letters",

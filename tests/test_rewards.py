@@ -36,6 +36,7 @@ from promo_server.domain.rewards import (
     evaluate,
     money,
     parse_cart,
+    undiscounted,
 )
 
 PROMOTION = "spring"
@@ -595,6 +596,22 @@ def test_parse_cart_names_every_bad_field_at_once() -> None:
 
 def test_a_cart_needs_a_currency_and_an_item() -> None:
     assert cart_violations("", [], path="order") == ["order.currency", "order.items"]
+
+
+def test_no_promotion_adds_the_cart_up_as_a_promotion_does() -> None:
+    cart = parse_cart("USD", [("A", 1, "9.995"), ("B", 3, "0.125")])
+    nothing = undiscounted(cart)
+
+    assert money(nothing.cart_total) == money(
+        evaluate(promo(discount=percent("10")), cart, {}, {}).cart_total
+    ) == "10.38"  # 10.00 + 0.38: each line in cents, then added
+    assert (money(nothing.discount_total), money(nothing.final_total)) == ("0.00", "10.38")
+    assert [money(item.final_price) for item in nothing.items] == ["10.00", "0.38"]
+
+
+def test_a_cart_currency_is_one_iso_4217_knows() -> None:
+    assert cart_violations("ABC", [("A", 1, "1.00")]) == ["cart.currency"]
+    assert parse_cart("XTS", [("A", 1, "1.00")]).currency == "XTS"  # ISO's code for tests
 
 
 @pytest.mark.parametrize(

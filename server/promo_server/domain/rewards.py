@@ -169,6 +169,23 @@ def _price_problem(value: str) -> str | None:
     return None
 
 
+def undiscounted(cart: Cart) -> Reward:
+    """The reward of no promotion: the cart's totals, as ``evaluate`` adds them up, and no
+    discount (a global-pool code that was never issued for a promotion)."""
+    lines = _line_totals(cart)
+    total = sum(lines, ZERO)
+    items = tuple(
+        RewardItem(item.sku, item.quantity, _cents(item.unit_price), ZERO, line)
+        for item, line in zip(cart.items, lines, strict=True)
+    )
+    return Reward(total, ZERO, total, items, ())
+
+
+def _line_totals(cart: Cart) -> list[Decimal]:
+    """Each line's price, in cents: the cart total is their sum."""
+    return [_cents(item.unit_price * item.quantity) for item in cart.items]
+
+
 def _cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
@@ -216,7 +233,7 @@ def _typed(type_: str, text: str) -> str | Decimal | datetime | None:
 
 
 def _reward(promotion: Promotion, cart: Cart) -> Reward:
-    lines = [_cents(item.unit_price * item.quantity) for item in cart.items]
+    lines = _line_totals(cart)
     cart_total = sum(lines, ZERO)
     for condition in promotion.price_conditions:
         if not _holds(cart_total, condition.operator, Decimal(condition.value)):

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pycountry
+
 # ASCII only: \\d would also match other scripts' digits.
 EXTERNAL_ID = re.compile(r"[-_.A-Za-z0-9]{1,255}")
 ATTRIBUTE = EXTERNAL_ID
@@ -44,9 +46,15 @@ def percent_problem(value: str) -> str | None:
     return None
 
 
+# ISO 4217's current codes, as the installed pycountry knows them.
+CURRENCIES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
 def currency_problem(value: str) -> str | None:
     if not CURRENCY.fullmatch(value):
         return "must be an ISO 4217 currency code of three capital letters (for example USD)"
+    if value not in CURRENCIES:
+        return f"{value!r} is not an ISO 4217 currency code"
     return None
 
 

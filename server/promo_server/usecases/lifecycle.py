@@ -7,7 +7,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from peewee import IntegrityError
@@ -302,7 +301,7 @@ def _check(project_id: int, attempt: Attempt) -> _Checked:
         )
     if promo_rules is None:
         # A global-pool code not issued for any promotion: code checks only.
-        return _Checked(row, None, profile, _undiscounted(attempt.cart), now)
+        return _Checked(row, None, profile, rewards.undiscounted(attempt.cart), now)
     rules.check_promotion(promo_rules, now)
     attributes = {**json.loads(profile.attributes or "{}"), **attempt.attributes}
     try:
@@ -400,16 +399,6 @@ def _exclusions(project_id: int, applied: Sequence[str]) -> dict[str, Sequence[s
         except NotFound:
             out[external_id] = ()
     return out
-
-
-def _undiscounted(cart: rewards.Cart) -> rewards.Reward:
-    items = tuple(
-        rewards.RewardItem(i.sku, i.quantity, i.unit_price, Decimal("0.00"),
-                           i.unit_price * i.quantity)
-        for i in cart.items
-    )
-    total = sum((i.final_price for i in items), Decimal("0.00"))
-    return rewards.Reward(total, Decimal("0.00"), total, items, ())
 
 
 def reward_dict(reward: rewards.Reward) -> dict[str, Any]:
