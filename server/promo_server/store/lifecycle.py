@@ -164,7 +164,11 @@ def attach(
             else Code.issued_for,
             **({Code.holder: profile_id} if single_use else {}),
         }
-    ).where((Code.id == code.id) & (Code.holder.is_null() if single_use else True))
+    ).where(
+        # A single-use code goes to one profile: none may hold it or be attached to it.
+        (Code.id == code.id)
+        & ((Code.holder.is_null() & (Code.attachment_count == 0)) if single_use else True)
+    )
     if not taken.execute():
         holder = Code.get_by_id(code.id).holder_id
         existing = attachment_of(code.id, profile_id) if holder == profile_id else None
@@ -186,6 +190,22 @@ def attach(
         found = attachment_of(code.id, profile_id)
         assert found is not None
         return found
+
+
+def follow_code_limit(promotion_id: int, *, single_use: bool) -> None:
+    """Makes the holders of the promotion's pool follow its code limit, which just
+    changed: a single-use code is held by its one attached profile (one attached to
+    several stays unheld, and takes no one else); a shared code is held by no one."""
+    if single_use:
+        only = Attachment.select(Attachment.profile).where(Attachment.code == Code.id)
+        Code.update(holder=only).where(
+            (Code.promotion == promotion_id) & (Code.attachment_count == 1)
+            & Code.holder.is_null()
+        ).execute()
+    else:
+        Code.update(holder=None).where(
+            (Code.promotion == promotion_id) & Code.holder.is_null(False)
+        ).execute()
 
 
 def hand_out(
