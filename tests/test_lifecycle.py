@@ -296,6 +296,23 @@ def test_a_repeated_request_id_gets_its_redemption_after_the_code_is_used_up(api
     assert api.code("U-1").redemption_count == 1
 
 
+def test_a_request_id_reused_for_another_code_or_profile_is_refused(api: Api) -> None:
+    promo = api.promotion("p")
+    api.pool(promo, "R-1", "R-2")
+    first = api.activate("R-1", "ann", request_id="order-3")
+
+    for code, profile in (("R-2", "ann"), ("R-1", "bob")):
+        error = refused(lambda code=code, profile=profile: api.activate(
+            code, profile, request_id="order-3"), grpc.StatusCode.ALREADY_EXISTS)
+        assert "order-3" in error.details() and first.id in error.details()
+
+    assert api.code("R-2").redemption_count == 0
+    assert api.activate("r-1", "ann", request_id="order-3").id == first.id  # codes ignore case
+    other_cart = pb.Cart(currency="USD", items=[pb.CartItem(sku="hat", quantity=1,
+                                                            unit_price="9.00")])
+    assert api.activate("R-1", "ann", request_id="order-3", cart=other_cart).id == first.id
+
+
 def test_an_updated_promotion_rewards_and_limits_by_its_new_rules(api: Api) -> None:
     promo = api.promotion("p")
     api.pool(promo, "V-1", "V-2", "V-3")

@@ -15,9 +15,10 @@ from promo_server import metrics
 from promo_server.domain import lifecycle as rules
 from promo_server.domain import pagination, rewards
 from promo_server.domain import promotions as promotion_rules
-from promo_server.domain.codes import ProfileRef, require_code
+from promo_server.domain.codes import ProfileRef, key_of, require_code
 from promo_server.domain.errors import (
     Aborted,
+    AlreadyExists,
     DomainError,
     FailedPrecondition,
     FieldViolation,
@@ -170,6 +171,7 @@ def activate(project_id: int, attempt: Attempt) -> RedemptionView:
         done = _by_request(project_id, attempt.request_id)
         if done is None:
             raise
+        _require_repeat(project_id, attempt, done)
         return done
 
     def record(committed: bool) -> None:
@@ -415,6 +417,28 @@ def reward_dict(reward: rewards.Reward) -> dict[str, Any]:
         ],
         "bonus": [{"sku": b.sku, "quantity": b.quantity} for b in reward.bonus],
     }
+
+
+def _require_repeat(project_id: int, attempt: Attempt, done: RedemptionView) -> None:
+    """Refuses a request_id that redeemed another code, or for another profile: the
+    caller reused an id it meant for one redemption, and answering with that
+    redemption would tell it a code was redeemed that was not. (The cart may
+    differ: a retry may recompute it.)"""
+    ref = _required_profile(attempt.profile)
+    if ref.by == "profile_id":
+        same_profile = ref.value == done.profile_id
+    else:
+        try:
+            found = profiles.find(project_id, ref)
+        except DomainError:  # no profile, or several: not the one that redeemed
+            found = None
+        same_profile = found is not None and found.profile_id == done.profile_id
+    if key_of(attempt.code) != key_of(done.code) or not same_profile:
+        raise AlreadyExists(
+            f"request_id {attempt.request_id!r} already redeemed code {done.code!r} for "
+            f"profile_id {done.profile_id!r} (redemption {done.id}); "
+            "send a new request_id for a new redemption"
+        )
 
 
 def _by_request(project_id: int, request_id: str) -> RedemptionView | None:
