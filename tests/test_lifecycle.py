@@ -603,7 +603,10 @@ NO_ONE = profile_pb2.ProfileRef(profile_id="")
         ("ListRedemptions", pb.ListRedemptionsRequest(code="bad code!", profile=NO_ONE,
                                                       page_size=-1, page_token="zz")),
         ("ValidateCode", pb.ValidateCodeRequest(code="bad code!", cart=BAD_CART)),
-        ("ActivateCode", pb.ActivateCodeRequest(cart=BAD_CART, request_id="r" * 300)),
+        ("ActivateCode", pb.ActivateCodeRequest(cart=BAD_CART, request_id="r" * 300,
+                                                attributes={"a b": "x"},
+                                                applied_promotions=["ok", "no such!"])),
+        ("RollbackRedemption", pb.RollbackRedemptionRequest(reason="x" * 1025)),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -618,7 +621,9 @@ def test_a_bad_request_names_every_bad_field_at_once(
         "ValidateCode": {"code", "profile", "cart.currency", "cart.items[0].quantity",
                          "cart.items[0].unit_price"},
         "ActivateCode": {"code", "profile", "cart.currency", "cart.items[0].quantity",
-                         "cart.items[0].unit_price", "request_id"},
+                         "cart.items[0].unit_price", "request_id", "attributes['a b']",
+                         "applied_promotions[1]"},
+        "RollbackRedemption": {"redemption_id", "reason"},
     }[call]
 
     error = refused(lambda: getattr(api.codes, call)(fields, metadata=bearer(api.key)),

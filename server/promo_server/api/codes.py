@@ -24,6 +24,8 @@ from promo_server.domain import codes as domain
 from promo_server.domain import rewards
 from promo_server.domain.codes import ProfileRef
 from promo_server.domain.errors import FieldViolation, InvalidArgument, NotFound, Violations
+from promo_server.domain.profiles import check_entries
+from promo_server.domain.values import external_id_problem
 from promo_server.usecases import codes, lifecycle
 
 MAX_REQUEST_ID = 255
@@ -193,27 +195,25 @@ def _profile_ref(ref: profile_pb2.ProfileRef, problems: Violations) -> ProfileRe
 def _attempt(
     request: pb.ValidateCodeRequest | pb.ActivateCodeRequest, request_id: str = ""
 ) -> lifecycle.Attempt:
-    problems: list[FieldViolation] = []
+    problems = Violations()
     if problem := domain.code_problem(request.code):
-        problems.append(FieldViolation("code", problem))
-    profile = profile_ref_from_proto(request.profile, "profile", problems)
+        problems.add("code", problem)
+    profile = profile_ref_from_proto(request.profile, "profile", problems.items)
     if profile is None:
-        problems.append(FieldViolation("profile", lifecycle.PROFILE_REQUIRED))
+        problems.add("profile", lifecycle.PROFILE_REQUIRED)
     cart = rewards.Cart("", ())
     if request.cart.currency or request.cart.items:
-        try:
-            cart = rewards.parse_cart(
-                request.cart.currency,
-                [(i.sku, i.quantity, i.unit_price) for i in request.cart.items],
-            )
-        except InvalidArgument as error:
-            problems += error.violations
+        cart = problems.check(lambda: rewards.parse_cart(
+            request.cart.currency,
+            [(i.sku, i.quantity, i.unit_price) for i in request.cart.items],
+        ), cart)
+    check_entries(request.attributes, "attributes", problems)
+    for i, applied in enumerate(request.applied_promotions):
+        if problem := external_id_problem(applied):
+            problems.add(f"applied_promotions[{i}]", problem)
     if len(request_id) > MAX_REQUEST_ID:
-        problems.append(
-            FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID} characters")
-        )
-    if problems:
-        raise InvalidArgument(problems)
+        problems.add("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+    problems.raise_if_any()
     return lifecycle.Attempt(
         code=request.code, profile=profile, cart=cart, attributes=dict(request.attributes),
         applied_promotions=list(request.applied_promotions), request_id=request_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,12 +34,16 @@ def require_valid(profile: Profile, prefix: str = "profile") -> None:
     if problem := text_problem(profile.phone, limit=MAX_PHONE, required=False):
         out.add(f"{prefix}.phone", problem)
     for name in ("custom_fields", "attributes"):
-        entries: dict[str, str] = getattr(profile, name)
-        if len(entries) > MAX_FIELDS:
-            out.add(f"{prefix}.{name}", f"must have at most {MAX_FIELDS} entries")
-        for key, value in entries.items():
-            if not ATTRIBUTE.fullmatch(key):
-                out.add(f"{prefix}.{name}[{key!r}]", "keys are 1..255 of [-_.A-Za-z0-9]")
-            if problem := text_problem(value, limit=MAX_VALUE, required=False):
-                out.add(f"{prefix}.{name}[{key!r}]", problem)
+        check_entries(getattr(profile, name), f"{prefix}.{name}", out)
     out.raise_if_any()
+
+
+def check_entries(entries: Mapping[str, str], path: str, out: Violations) -> None:
+    """Custom fields or attributes (of a profile, or a request's): their bad entries."""
+    if len(entries) > MAX_FIELDS:
+        out.add(path, f"must have at most {MAX_FIELDS} entries")
+    for key, value in entries.items():
+        if not ATTRIBUTE.fullmatch(key):
+            out.add(f"{path}[{key!r}]", "keys are 1..255 of [-_.A-Za-z0-9]")
+        if problem := text_problem(value, limit=MAX_VALUE, required=False):
+            out.add(f"{path}[{key!r}]", problem)

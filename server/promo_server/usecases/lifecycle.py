@@ -216,9 +216,17 @@ def _redeem(project_id: int, attempt: Attempt) -> RedemptionView:
     raise Aborted(f"code {attempt.code!r} kept changing during the activation; retry")
 
 
+# The longest rollback reason kept (a sentence or two from an operator or an order system).
+MAX_ROLLBACK_REASON = 1024
+
+
 def roll_back(project_id: int, redemption_id: str, reason: str) -> RedemptionView:
+    problems = Violations()
     if not redemption_id:
-        raise InvalidArgument.field("redemption_id", "is required")
+        problems.add("redemption_id", "is required")
+    if len(reason) > MAX_ROLLBACK_REASON:
+        problems.add("reason", f"must be at most {MAX_ROLLBACK_REASON} characters")
+    problems.raise_if_any()
     with write_transaction():
         found = store.redemption(project_id, redemption_id)
         store.roll_back(found, reason, utcnow())
