@@ -128,13 +128,14 @@ def test_attach_with_a_code_follows_the_single_use_rules(api: Api) -> None:
     assert api.code(new.code).promotion == single
 
 
-def set_code_limit(api: Api, promotion: str, limit: int | None) -> None:
+def set_limit(api: Api, promotion: str, limit_field: str, limit: int | None) -> None:
+    """UpdatePromotion of one of the promotion's limits; None lifts it."""
     changed = promotion_pb2.Promotion(external_id=promotion)
     if limit is not None:
-        changed.redeem_code_limit = limit
+        setattr(changed, limit_field, limit)
     api.promotions.UpdatePromotion(
         promotion_pb2.UpdatePromotionRequest(
-            promotion=changed, update_mask=field_mask_pb2.FieldMask(paths=["redeem_code_limit"])
+            promotion=changed, update_mask=field_mask_pb2.FieldMask(paths=[limit_field])
         ),
         metadata=bearer(api.key),
     )
@@ -147,7 +148,7 @@ def test_codes_of_a_promotion_made_single_use_go_to_one_profile(api: Api) -> Non
     api.attach("bob", promo, "TWO-1")
     api.attach("ann", promo, "ONE-1")
 
-    set_code_limit(api, promo, 1)
+    set_limit(api, promo, "redeem_code_limit", 1)
 
     assert reason_of(lambda: api.attach("cid", promo, "TWO-1"), FAILED) == (
         "CODE_ALREADY_ATTACHED"
@@ -166,7 +167,7 @@ def test_codes_of_a_promotion_made_shared_are_held_by_no_one(api: Api) -> None:
     api.attach("ann", promo, "S-1")
     assert api.code("S-1").profile_id == "ann"
 
-    set_code_limit(api, promo, None)
+    set_limit(api, promo, "redeem_code_limit", None)
 
     assert api.code("S-1").profile_id == ""
     api.attach("bob", promo, "S-1")

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 
 import psycopg2
 import pytest
-from google.protobuf import field_mask_pb2
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2, promotion_pb2_grpc
 from tests.conftest import Project, Running, bearer
 from tests.test_check import check
-from tests.test_lifecycle import Api, in_parallel, reasons
+from tests.test_lifecycle import Api, in_parallel, reasons, set_limit
 
 
 @pytest.fixture
@@ -34,15 +33,7 @@ def count_of(api: Api, external_id: str) -> int:
 
 
 def set_total_limit(api: Api, external_id: str, limit: int | None) -> None:
-    promotion = promotion_pb2.Promotion(external_id=external_id)
-    if limit is not None:
-        promotion.redeem_total_limit = limit
-    api.promotions.UpdatePromotion(
-        promotion_pb2.UpdatePromotionRequest(
-            promotion=promotion, update_mask=field_mask_pb2.FieldMask(paths=["redeem_total_limit"])
-        ),
-        metadata=bearer(api.key),
-    )
+    set_limit(api, external_id, "redeem_total_limit", limit)
 
 
 def shares_of(db_url: str, external_id: str) -> int:

@@ -311,11 +311,13 @@ _RECORD_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')"
 _RECORD_IF_COUNTED = (
     "SELECT CASE WHEN EXISTS (SELECT 1 FROM {last}) THEN ? END, ?, ?, ?, ?, ?, ?, ?, ?, ''"
 )
-_REDEEM_ONE_STATEMENT = Statement(
-    f"WITH counted_code AS ({_COUNT_CODE} RETURNING id), "
+_COUNTED_USER = (
     "counted_user AS ("
     + _COUNT_USER.format(rows="SELECT ?, ?, 1 FROM counted_code")
     + " RETURNING 1), "
+)
+_REDEEM_ONE_STATEMENT = Statement(
+    f"WITH counted_code AS ({_COUNT_CODE} RETURNING id), {_COUNTED_USER}"
     f"counted_total AS ({_COUNT_TOTAL} AND EXISTS (SELECT 1 FROM counted_user) RETURNING 1) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_total"))
 )
@@ -339,10 +341,7 @@ _REDEEM_IN_SHARES_STATEMENT = Statement(
     "WITH version AS "
     "(SELECT 1 FROM promotion WHERE id = ? AND update_time = ? FOR KEY SHARE), "
     f"counted_code AS ({_COUNT_CODE} AND EXISTS (SELECT 1 FROM version) RETURNING id), "
-    "counted_user AS ("
-    + _COUNT_USER.format(rows="SELECT ?, ?, 1 FROM counted_code")
-    + " RETURNING 1), "
-    f"counted_total AS ({_COUNT_SHARE.format(after='counted_user')} RETURNING 1) "
+    f"{_COUNTED_USER}counted_total AS ({_COUNT_SHARE.format(after='counted_user')} RETURNING 1) "
     + _RECORD.format(rows=_RECORD_IF_COUNTED.format(last="counted_total"))
 )
 _REDEEM_ONE_STATEMENT_CODE_ONLY = Statement(
