@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from promo.v1 import code_pb2 as pb
-from promo.v1 import code_pb2_grpc, promotion_pb2, promotion_pb2_grpc
+from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
 from promo_server.domain.codes import ImportSpec
 from promo_server.domain.errors import Aborted
 from promo_server.store.db import database
@@ -455,6 +455,49 @@ def test_export_writes_the_documented_header(api: Api) -> None:
     created = datetime.fromisoformat(row.rsplit(",", 1)[1].replace("Z", "+00:00"))
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
     assert end == ""
+
+
+def test_export_quotes_a_holder_whose_id_holds_a_comma_or_a_quote(api: Api) -> None:
+    single = api.promotion("single")
+    api.promotions.UpdatePromotion(
+        promotion_pb2.UpdatePromotionRequest(
+            promotion=promotion_pb2.Promotion(external_id=single, redeem_code_limit=1),
+            update_mask=field_mask_pb2.FieldMask(paths=["redeem_code_limit"]),
+        ),
+        metadata=bearer(api.key),
+    )
+    api.import_csv(lines("Q-1", "Q-2", "Q-3"), single)
+    for code, holder in (("Q-1", "a,b"), ("Q-2", 'q"x'), ("Q-3", "plain")):
+        api.codes.AttachCode(
+            pb.AttachCodeRequest(code=code, promotion=single,
+                                 profile=profile_pb2.ProfileRef(profile_id=holder)),
+            metadata=bearer(api.key),
+        )
+
+    rows = api.export(single)
+
+    assert {row["code"]: row["profile_id"] for row in rows} == {
+        "Q-1": "a,b", "Q-2": 'q"x', "Q-3": "plain"
+    }
+    assert {len(row) for row in rows} == {9} and all(None not in row for row in rows)
+
+
+def test_generate_and_update_name_every_bad_field_at_once(api: Api) -> None:
+    long_ago = timestamp_pb2.Timestamp(seconds=-10**12)
+    generate = refused(lambda: api.codes.GenerateCodes(
+        pb.GenerateCodesRequest(count=0, pattern="", expire_time=long_ago),
+        metadata=bearer(api.key)), INVALID)
+    assert set(field_violations(generate)) == {"expire_time", "count", "pattern"}
+
+    update = refused(lambda: api.update(pb.Code(code="bad code!", expire_time=long_ago),
+                                        "expire_time", "colour"), INVALID)
+    assert set(field_violations(update)) == {
+        "code.code", "code.expire_time", "update_mask.paths[1]"
+    }
+    # An expiry the mask does not name is not read, bad or not.
+    api.import_csv(lines("U-3"))
+    assert not api.update(pb.Code(code="U-3", active=False, expire_time=long_ago),
+                          "active").active
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\r\n", b"code\n", b"bad code\n"])

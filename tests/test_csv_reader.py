@@ -229,6 +229,15 @@ def test_a_header_names_the_code_and_expiry_columns() -> None:
     assert rows.bad == []
 
 
+@pytest.mark.parametrize("header", ["code", "codes"])
+def test_a_one_column_header_leaves_the_expiry_in_the_second_column(header: str) -> None:
+    rows = read(f"{header}\nABC,2027-01-31T00:00:00Z\nDEF\nGHI,x,y\n", has_header=True)
+
+    assert rows.codes == ["ABC", "DEF"]
+    assert rows.expire_times == [JAN_31, None]
+    assert [bad.line for bad in rows.bad] == [4]  # a third column is still too many
+
+
 def test_header_names_ignore_case_and_blanks() -> None:
     rows = read(' Expire_Time , "CODE" \n2027-01-31T00:00:00Z,ABC\n', has_header=True)
 

@@ -60,11 +60,9 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
             if request.HasField("expire_time")
             else None
         )
-        if problems:
-            raise InvalidArgument(problems)
         generated = codes.generate(
             auth.current().project_id, request.promotion, request.count, request.pattern,
-            expire_time,
+            expire_time, known=problems,
         )
         return pb.GenerateCodesResponse(generated=generated)
 
@@ -96,15 +94,22 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
         return pb.ListCodesResponse(codes=[code_to_proto(c) for c in items], next_page_token=token)
 
     def UpdateCode(self, request: pb.UpdateCodeRequest, context: grpc.ServicerContext) -> pb.Code:
-        problems: list[FieldViolation] = []
+        problems = Violations()
+        time_problems: list[FieldViolation] = []
         expire_time = (
-            time_from_proto(request.code.expire_time, "code.expire_time", problems)
+            time_from_proto(request.code.expire_time, "code.expire_time", time_problems)
             if request.code.HasField("expire_time")
             else None
         )
-        change = domain.change_of(request.code.active, expire_time, request.update_mask.paths)
-        if problems and "expire_time" in change.fields:
-            raise InvalidArgument(problems)
+        if "expire_time" in request.update_mask.paths:  # else the time is not used
+            problems.extend(time_problems)
+        problems.check(lambda: domain.require_code(request.code.code, "code.code"), "")
+        change = problems.check(
+            lambda: domain.change_of(request.code.active, expire_time, request.update_mask.paths),
+            None,
+        )
+        problems.raise_if_any()
+        assert change is not None
         updated = codes.update(auth.current().project_id, request.code.code, change)
         return code_to_proto(updated)
 

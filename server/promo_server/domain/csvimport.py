@@ -154,12 +154,15 @@ class CodeCsvReader:
 
     def _read_header(self, fields: list[str]) -> None:
         """Picks the columns: ``code`` (else the first) and ``expire_time`` (else the
-        other column of a two-column file).
+        other column of a two-column file, or the second after a one-column header:
+        a header naming only the code leaves the optional expiry where it is).
 
         Lines may leave out trailing empty columns of a header of one or two
         columns; under a wider header (an export's) each line has them all.
         """
         names = [name.strip().lower() for name in fields]
+        if len(names) == 1:
+            names.append("expire_time")
         self._code_column = names.index("code") if "code" in names else 0
         if "expire_time" in names:
             self._expire_column = names.index("expire_time")

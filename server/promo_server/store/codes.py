@@ -193,12 +193,21 @@ def export_lines(target: Pool, where: ColumnBase | None) -> Iterator[str]:
         for row in rows:
             yield (
                 f"{row[1]},{promotion},{'true' if row[2] else 'false'},"
-                f"{time_text(row[3])},{'false' if row[4] is None else 'true'},{row[5] or ''},"
+                f"{time_text(row[3])},{'false' if row[4] is None else 'true'},"
+                f"{_csv_field(row[5]) if row[5] else ''},"
                 f"{row[6]},{row[7]},{time_text(row[8])}\n"
             )
         if len(rows) < EXPORT_BATCH:
             return
         after = rows[-1][0]
+
+
+def _csv_field(text: str) -> str:
+    """RFC 4180: a field holding a comma or a quote is quoted, its quotes doubled. Only
+    a holder's profile_id can: codes and external ids are made of safer characters."""
+    if "," in text or '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _sqlite_time(value: str | None) -> str:

@@ -137,10 +137,17 @@ def _bad_lines(lines: list[BadLine]) -> InvalidArgument:
 
 
 def generate(
-    project_id: int, promotion: str, count: int, text: str, expire_time: datetime | None
+    project_id: int, promotion: str, count: int, text: str, expire_time: datetime | None,
+    known: Sequence[FieldViolation] = (),
 ) -> int:
-    """Adds ``count`` new random codes of the pattern to the pool, all or none."""
-    pattern = patterns.parse(text, count)
+    """Adds ``count`` new random codes of the pattern to the pool, all or none.
+
+    ``known`` are the request's bad fields found while reading it (its expiry)."""
+    problems = Violations()
+    problems.extend(known)
+    pattern = problems.check(lambda: patterns.parse(text, count), None)
+    problems.raise_if_any()
+    assert pattern is not None
     store.pool(project_id, promotion)
     with imports.generated_stage() as stage:
         _draw(stage, pattern, count)
@@ -244,6 +251,7 @@ def list_page(
 
 
 def update(project_id: int, code: str, change: domain.CodeChange) -> domain.Code:
+    """Changes what ``change`` names; the API layer has checked the request whole."""
     domain.require_code(code, "code.code")
     with write_transaction():
         updated = store.update(project_id, change, code)
