@@ -240,11 +240,40 @@ def test_update_checks_the_merged_promotion_and_writes_nothing_on_error(api: Api
 def test_update_mask_paths_are_checked(api: Api) -> None:
     api.create(full_promotion())
     error = refused(lambda: api.update(
-        pb.Promotion(external_id="summer-sale"), "name", "nope", "external_id"), INVALID)
-    assert set(field_violations(error)) == {"update_mask.paths[1]", "update_mask.paths[2]"}
+        pb.Promotion(external_id="summer-sale"), "name", "nope", "*"), INVALID)
+    assert set(field_violations(error)) == {
+        "update_mask.paths[1]", "update_mask.paths[2]", "promotion.name"  # named, left empty
+    }
     ignored = api.update(pb.Promotion(external_id="summer-sale", redemption_count=99),
-                         "redemption_count")
+                         "redemption_count", "external_id")  # output only; names the promotion
     assert ignored.redemption_count == 0
+    assert without_output(ignored) == full_promotion()
+
+
+def test_a_star_mask_replaces_every_mutable_field(api: Api) -> None:
+    api.create(full_promotion())
+    replacement = pb.Promotion(external_id="summer-sale", name={"en-US": "Replaced"})
+
+    updated = api.update(replacement, "*")
+
+    assert without_output(updated) == pb.Promotion(
+        external_id="summer-sale", name={"en-US": "Replaced"}, state=pb.Promotion.ACTIVE)
+
+
+def test_a_bad_update_names_the_bad_mask_paths_and_values_at_once(api: Api) -> None:
+    api.create(full_promotion())
+    error = refused(lambda: api.update(
+        pb.Promotion(external_id="summer-sale", name={"xx": "a"}, redeem_user_limit=0,
+                     start_time=timestamp_pb2.Timestamp(seconds=-10**12)),
+        "name", "redeem_user_limit", "bogus", "start_time"), INVALID)
+    assert set(field_violations(error)) == {
+        "promotion.start_time", "update_mask.paths[2]", "promotion.name['xx']",
+        "promotion.redeem_user_limit",
+    }
+    nameless = refused(lambda: api.update(pb.Promotion(name={"xx": "a"}), "name", "bogus"),
+                       INVALID)
+    assert set(field_violations(nameless)) == {"promotion.external_id", "update_mask.paths[1]"}
+    assert without_output(api.get("summer-sale")) == full_promotion()
 
 
 def test_update_and_delete_of_a_missing_promotion_are_not_found(api: Api) -> None:
@@ -304,3 +333,5 @@ def test_bad_list_arguments_are_invalid(api: Api) -> None:
                                      state=pb.Promotion.INACTIVE), INVALID)
     assert "page_token" in field_violations(error)
     assert "state" in field_violations(refused(lambda: api.list(state=9), INVALID))
+    every = refused(lambda: api.list(page_size=-1, state=9, page_token="!!!"), INVALID)
+    assert set(field_violations(every)) == {"page_size", "state", "page_token"}

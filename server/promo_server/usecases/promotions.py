@@ -38,11 +38,13 @@ def get(project_id: int, external_id: str) -> domain.Promotion:
 def list_page(
     project_id: int, *, page_size: int, page_token: str, state: str | None
 ) -> tuple[list[domain.Promotion], str]:
-    size = pagination.page_size(page_size)
+    problems = Violations()
+    size = problems.check(lambda: pagination.page_size(page_size), 0)
     if state is not None and state not in domain.STATES:
-        raise InvalidArgument.field("state", "must be ACTIVE, INACTIVE or unset for every state")
+        problems.add("state", "must be ACTIVE, INACTIVE or unset for every state")
     query = ("promotions", project_id, state)
-    cursor = pagination.decode(page_token, query)
+    cursor = problems.check(lambda: pagination.decode(page_token, query), None)
+    problems.raise_if_any()
     items, last = store.page(
         project_id, after=cursor.after if cursor else None, size=size, state=state
     )
@@ -55,14 +57,23 @@ def update(
     mask: Sequence[str],
     known: Sequence[FieldViolation] = (),
 ) -> domain.Promotion:
-    """Changes the fields the mask names; an empty mask replaces every mutable field."""
-    external_id = _required_id(incoming.external_id, "promotion.external_id")
-    fields = _fields_of(mask)
+    """Changes the fields the mask names; an empty mask (or "*") replaces every mutable
+    field. A bad request names every bad field at once: of the mask, and of the
+    promotion as the mask's good paths would leave it."""
+    problems = Violations()
+    problems.extend(known)
+    external_id = problems.check(
+        lambda: _required_id(incoming.external_id, "promotion.external_id"), ""
+    )
+    fields = _fields_of(mask, problems)
+    if not external_id:
+        problems.raise_if_any()  # no promotion to check the new values against
     with write_transaction():
         row = store.get_row(project_id, external_id, for_update=True)
         current = store.to_domain(row)
         merged = dataclasses.replace(current, **{f: getattr(incoming, f) for f in fields})
-        domain.require_valid(merged, known)
+        problems.check(lambda: domain.require_valid(merged), None)
+        problems.raise_if_any()
         stored = store.replace(row, merged)
         single_use = rules.is_single_use(merged, in_global_pool=False)
         if single_use != rules.is_single_use(current, in_global_pool=False):
@@ -90,23 +101,27 @@ def delete(project_id: int, external_id: str) -> None:
     )
 
 
-def _fields_of(mask: Sequence[str]) -> tuple[str, ...]:
-    if not mask:
+def _fields_of(mask: Sequence[str], out: Violations) -> tuple[str, ...]:
+    """The mutable fields the mask names, its bad paths added to ``out``.
+
+    As AIP-134 and AIP-203 have it: "*" names them all, and output-only fields
+    are ignored, as is external_id, which names the promotion and so never
+    asks for a change.
+    """
+    if not mask or list(mask) == ["*"]:
         return domain.MUTABLE
-    out = Violations()
     fields: list[str] = []
     for i, path in enumerate(mask):
         if path in domain.MUTABLE:
             fields.append(path)
-        elif path in domain.IMMUTABLE:
-            out.add(f"update_mask.paths[{i}]", f"{path} cannot be changed")
-        elif path not in domain.OUTPUT_ONLY:
+        elif path == "*":
+            out.add(f"update_mask.paths[{i}]", "'*' must be the mask's only path")
+        elif path not in domain.OUTPUT_ONLY | domain.IMMUTABLE:
             out.add(
                 f"update_mask.paths[{i}]",
                 f"{path!r} is not a mutable field of Promotion "
                 f"(one of: {', '.join(domain.MUTABLE)})",
             )
-    out.raise_if_any()
     return tuple(dict.fromkeys(fields))
 
 
