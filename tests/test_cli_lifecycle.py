@@ -330,6 +330,30 @@ def test_redemptions_page_by_page(summer: Run) -> None:
     )
     mine = summer("redemptions", "list", "--profile-id", "b")
     assert "S-2" in mine.stdout and "S-1" not in mine.stdout
+    clamped = summer("redemptions", "list", "--page-size", "5000000000")
+    assert clamped.exit_code == 0 and len(UUID.findall(clamped.stdout)) == 3
+
+
+def test_a_list_too_wide_for_the_terminal_shows_each_row_as_a_block(
+    summer: Run, running: Running, project: Project
+) -> None:
+    redeemed = summer("--json", "codes", "activate", "S-1", "--profile-id", "ann-42",
+                      "--currency", "USD", "--item", "shirt:1:30")
+    redemption_id = json.loads(redeemed.stdout)["id"]
+    narrow = runner_for({**ENV, "COLUMNS": "80", "PROMO_TARGET": running.target,
+                         "PROMO_API_KEY": project.admin_key})
+
+    shown = narrow("redemptions", "list")
+
+    assert shown.exit_code == 0
+    block = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip()
+             for line in shown.stdout.splitlines() if line.strip()}
+    assert {name: block[name] for name in ("id", "code", "promotion", "profile_id", "state")} == {
+        "id": redemption_id, "code": "S-1", "promotion": "summer-sale", "profile_id": "ann-42",
+        "state": "REDEEMED",
+    }
+    assert block["created (UTC)"].startswith(str(datetime.now(UTC).year))
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
 
 
 @pytest.fixture(scope="module")
@@ -375,7 +399,12 @@ def offline() -> Run:
         ),
         (
             ["codes", "validate", "C", "--profile-id", "a", "--currency", "USD", "--item", "x:0:1"],
-            "the quantity of 'x:0:1' must be at least 1",
+            "the quantity of 'x:0:1' must be 1 to 9223372036854775807",
+        ),
+        (
+            ["codes", "validate", "C", "--profile-id", "a", "--currency", "USD",
+             "--item", "x:99999999999999999999:1"],
+            "must be 1 to 9223372036854775807",
         ),
         (
             ["codes", "validate", "C", "--profile-id", "a", "--item", "x:1:1"],
@@ -410,6 +439,8 @@ def offline() -> Run:
         ),
         (["redemptions", "list", "--all", "--page-token", "t"], "drop --page-token"),
         (["redemptions", "list", "--page-size", "-1"], "--page-size"),
+        (["codes", "update", "C", "--expire-time", "9999-12-31T23:59:59-05:00"],
+         "'9999-12-31T23:59:59-05:00' is not within the years 1 to 9999 in UTC"),
     ],
 )
 def test_bad_options_are_usage_errors(offline: Run, args: list[str], complaint: str) -> None:

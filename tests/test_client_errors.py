@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -20,6 +23,7 @@ from promo.cli import cli
 from promo.client import SERVICE_CONFIG, PromoClient
 from promo.v1 import code_pb2 as promo_code_pb2
 from promo.v1 import profile_pb2, promotion_pb2, promotion_pb2_grpc
+from tests.conftest import Running
 
 _SERVICES = {
     service.full_name: service
@@ -172,8 +176,11 @@ def test_details_contradicting_the_status_are_ignored() -> None:
         (grpc.StatusCode.ABORTED, errors.Aborted),
         (grpc.StatusCode.DEADLINE_EXCEEDED, errors.DeadlineExceeded),
         (grpc.StatusCode.UNIMPLEMENTED, errors.Unimplemented),
-        (grpc.StatusCode.INTERNAL, errors.PromoError),
-        (grpc.StatusCode.UNKNOWN, errors.PromoError),
+        (grpc.StatusCode.INTERNAL, errors.Internal),
+        (grpc.StatusCode.UNKNOWN, errors.Unknown),
+        (grpc.StatusCode.CANCELLED, errors.Cancelled),
+        (grpc.StatusCode.OUT_OF_RANGE, errors.OutOfRange),
+        (grpc.StatusCode.DATA_LOSS, errors.DataLoss),
     ],
 )
 def test_each_status_has_its_class(
@@ -183,6 +190,20 @@ def test_each_status_has_its_class(
 
     assert type(exc) is expected
     assert str(exc) == code.name
+
+
+def test_the_promo_command_shows_one_line_for_a_failed_tls_handshake(
+    running: Running,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from promo.entry import main; main()", "--target",
+         running.target, "--api-key", "k", "promotions", "get", "p"],
+        env={**os.environ, "PROMO_TLS": "1"}, capture_output=True, text=True, timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("error: UNAVAILABLE: ")
 
 
 def _retried_methods() -> list[dict[str, str]]:

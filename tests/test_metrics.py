@@ -587,7 +587,19 @@ def test_metrics_listen_comes_from_the_environment(db_url: str) -> None:
         (("serve", "--group-commit-ms", "-1"), "must be 0 to 100 milliseconds, not '-1'"),
         (("PROMO_STOCK_CHECK_SECONDS=-1", "serve"),
          "PROMO_STOCK_CHECK_SECONDS must be 0 (never count) or more seconds, not -1"),
-        (("PROMO_THREADS=abc", "serve"), "PROMO_THREADS must be a whole number, not 'abc'"),
+        (("PROMO_THREADS=abc", "serve"),
+         "PROMO_THREADS must be a whole number of at least 1, not 'abc'"),
+        (("PROMO_WORKERS=0", "serve"), "PROMO_WORKERS must be a whole number of at least 1"),
+        (("serve", "--threads", "0"), "--threads: must be a whole number of at least 1, not '0'"),
+        (("serve", "--threads", "-3"), "--threads: must be a whole number of at least 1"),
+        (("serve", "--listen", "garbage"), "--listen: 'garbage' is not HOST:PORT"),
+        (("serve", "--listen", "127.0.0.1:99999"), "port must be a number from 0 to 65535"),
+        (("PROMO_LISTEN=127.0.0.1:70000", "serve"), "port must be a number from 0 to 65535"),
+        (("PROMO_LOG_LEVEL=verbose", "create-project", "x"),
+         "PROMO_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'verbose'"),
+        (("PROMO_LOG_FORMAT=xml", "serve"), "PROMO_LOG_FORMAT must be one of json, text"),
+        (("serve", "--db", "bogus://x"), "'bogus://x' is not a database URL this server knows"),
+        (("create-project", "x", "--db", ""), "'' is not a database URL this server knows"),
         (("PROMO_GRACE_SECONDS=soon", "check"), "PROMO_GRACE_SECONDS must be a number, not 'soon'"),
         (("PROMO_PG_PREPARE=maybe", "serve"), "PROMO_PG_PREPARE must be 1 or 0"),
         (("set-low-stock-threshold", "demo", "lots"), "must be a number, 0 or more, or none"),
@@ -601,6 +613,30 @@ def test_bad_settings_are_refused_with_a_clear_error(
     assert done.returncode == 2
     assert message in done.stderr
     assert not os.path.exists(f"{tmp_path}/promo.db")  # nothing was opened, nothing changed
+
+
+def test_a_database_that_cannot_be_reached_is_one_error_line(tmp_path: os.PathLike[str]) -> None:
+    unreachable = admin(f"postgresql://postgres:secret@127.0.0.1:{free_port()}/none",
+                        "create-project", "x")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.splitlines()[-1].startswith(
+        "error: cannot use the database postgresql://postgres:***@127.0.0.1:"
+    )
+    assert "Traceback" not in unreachable.stderr and "secret" not in unreachable.stderr
+
+    no_folder = admin(f"sqlite:///{tmp_path}/missing/promo.db", "create-project", "x")
+    assert no_folder.returncode == 2
+    assert no_folder.stderr.splitlines()[-1].endswith(
+        f"there is no folder '{tmp_path}/missing' for the database"
+    )
+
+
+def test_a_taken_port_is_one_error_line(db_url: str) -> None:
+    with serving(db_url) as (_, target):
+        taken = admin(db_url, "serve", "--listen", target)
+    assert taken.returncode == 1
+    assert f"error: cannot listen on {target}: the port is taken" in taken.stderr
+    assert "Traceback" not in taken.stderr
 
 
 def test_set_low_stock_threshold_of_an_unknown_project_fails(db_url: str) -> None:

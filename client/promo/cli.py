@@ -18,6 +18,7 @@ import click
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -90,7 +91,7 @@ class App:
                 documents if every_page else {name: documents, "nextPageToken": next_page_token}
             )
             return
-        self.console.print(table)
+        self.console.print(_fitted(self.console, table))
         if next_page_token:
             click.echo(f"more: --page-token {next_page_token}", err=True)
 
@@ -101,6 +102,22 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+class _PageSize(click.IntRange):
+    """0 or more; any size past an int32's largest is that (the server clamps to its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return min(super().convert(value, param, ctx), INT32_MAX)
+
+
+PAGE_SIZE = _PageSize()
+
 
 class _PromoGroup(click.Group):
     """Turns a refused call in any subcommand into the one-line `error:` failure."""
@@ -110,6 +127,8 @@ class _PromoGroup(click.Group):
             return super().invoke(ctx)
         except PromoError as exc:
             raise CliFailure(str(exc)) from exc
+        except UnicodeEncodeError as exc:  # an argument the shell passed as bytes, not text
+            raise CliFailure(f"an argument is not UTF-8 text: {exc.object!r}") from exc
 
 
 @click.group(cls=_PromoGroup)
@@ -213,6 +232,10 @@ class Rfc3339(click.ParamType):
             parsed = None
         if parsed is None or parsed.tzinfo is None:
             self.fail(f"{value!r} is not an RFC 3339 time such as 2025-12-31T23:59:59Z", param, ctx)
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:  # its offset takes it out of the years 1..9999
+            self.fail(f"{value!r} is not within the years 1 to 9999 in UTC", param, ctx)
         return parsed
 
 
@@ -258,6 +281,29 @@ def short_time(message: Message, field: str) -> str:
     return getattr(message, field).ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M")
 
 
+_UNBOUNDED = 100_000  # columns: a table's width as it would be with room for every cell
+
+
+def _fitted(console: Console, table: RenderableType) -> RenderableType:
+    """The table, or, where the console is too narrow for it, each row as a block of
+    ``column value`` lines: ids and codes then stay whole, to be copied."""
+    if not isinstance(table, Table):
+        return table
+    unbounded = console.options.update(max_width=_UNBOUNDED)
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        return table
+    blocks: list[RenderableType] = []
+    columns = [(str(column.header), list(column.cells)) for column in table.columns]
+    for row in range(table.row_count):
+        if blocks:
+            blocks.append(Text())
+        record = key_value_table([])
+        for header, cells in columns:
+            record.add_row(cell(header), cells[row])
+        blocks.append(record)
+    return Group(*blocks)
+
+
 def key_value_table(rows: Iterable[tuple[str, str]]) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
@@ -297,7 +343,8 @@ def get_promotion(app: App, external_id: str) -> None:
     type=click.Choice(["active", "inactive"], case_sensitive=False),
     help="Only promotions in this state.",
 )
-@click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--page-size", type=PAGE_SIZE, default=0,
+              help="0: the server's default; over its maximum, its maximum.")
 @click.option("--page-token", default="", help="The next page token of a previous list.")
 @click.option("--all", "every_page", is_flag=True, help="Fetch every page.")
 @pass_app
@@ -596,7 +643,8 @@ def export_codes(app: App, promotion: str, code_filter: str | None, output: str)
 
 @codes.command("generate")
 @pool_option
-@click.option("--count", type=click.IntRange(min=1), required=True, help="How many codes.")
+@click.option("--count", type=click.IntRange(min=1, max=INT64_MAX), required=True,
+              help="How many codes.")
 @click.option(
     "--pattern",
     required=True,
@@ -627,7 +675,8 @@ def get_code(app: App, code: str) -> None:
 @pool_option
 @profile_options("Only the codes of the profile")
 @filter_option
-@click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--page-size", type=PAGE_SIZE, default=0,
+              help="0: the server's default; over its maximum, its maximum.")
 @click.option("--page-token", default="", help="The next page token of a previous list.")
 @click.option("--all", "every_page", is_flag=True, help="Fetch every page.")
 @pass_app
@@ -748,8 +797,8 @@ class CartItemParam(click.ParamType):
             self.fail(
                 f"expected SKU:QUANTITY:UNIT_PRICE such as shirt:2:19.99, not {value!r}", param, ctx
             )
-        if int(quantity) < 1:
-            self.fail(f"the quantity of {value!r} must be at least 1", param, ctx)
+        if not 1 <= int(quantity) <= INT64_MAX:
+            self.fail(f"the quantity of {value!r} must be 1 to {INT64_MAX}", param, ctx)
         return code_pb2.CartItem(sku=sku, quantity=int(quantity), unit_price=rest)
 
 
@@ -1110,7 +1159,8 @@ def redemptions() -> None:
 @click.option("--promotion", default="", help="Only the redemptions of this promotion.")
 @click.option("--code", default="", help="Only the redemptions of this code.")
 @profile_options("Only the redemptions of the profile")
-@click.option("--page-size", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--page-size", type=PAGE_SIZE, default=0,
+              help="0: the server's default; over its maximum, its maximum.")
 @click.option("--page-token", default="", help="The next page token of a previous list.")
 @click.option("--all", "every_page", is_flag=True, help="Fetch every page.")
 @pass_app

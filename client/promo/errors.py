@@ -86,6 +86,26 @@ class Unimplemented(PromoError):
     """UNIMPLEMENTED."""
 
 
+class Cancelled(PromoError):
+    """CANCELLED: the call was cancelled, most often by the caller."""
+
+
+class Unknown(PromoError):
+    """UNKNOWN: an error with no better status (a request iterator that raised, say)."""
+
+
+class OutOfRange(PromoError):
+    """OUT_OF_RANGE."""
+
+
+class Internal(PromoError):
+    """INTERNAL: the server failed; its log says why."""
+
+
+class DataLoss(PromoError):
+    """DATA_LOSS."""
+
+
 _CLASS_BY_CODE: dict[grpc.StatusCode, type[PromoError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -98,7 +118,14 @@ _CLASS_BY_CODE: dict[grpc.StatusCode, type[PromoError]] = {
     grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNKNOWN: Unknown,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRange,
+    grpc.StatusCode.INTERNAL: Internal,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
 }
+# Every status but OK has its class.
+assert set(_CLASS_BY_CODE) == set(grpc.StatusCode) - {grpc.StatusCode.OK}
 
 
 def from_rpc_error(err: grpc.RpcError) -> PromoError:

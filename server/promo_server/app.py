@@ -40,8 +40,8 @@ from promo_server.api.loopserver import LoopHealth, LoopServer, OnLoop, to_loop
 from promo_server.api.profiles import ProfileService
 from promo_server.api.promotions import PromotionService
 from promo_server.api.wellformed import WellFormed
-from promo_server.config import Settings, SettingsError
-from promo_server.metrics import MetricsEndpoint, StockWatcher, parse_address
+from promo_server.config import Settings, SettingsError, parse_address
+from promo_server.metrics import MetricsEndpoint, StockWatcher
 from promo_server.store.db import close_database, is_sqlite, open_database
 from promo_server.store.migrate import migrate
 
@@ -247,12 +247,18 @@ def create_server(
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    if tls is None:
-        port = grpc_server.add_insecure_port(address)
-    else:
-        port = grpc_server.add_secure_port(address, tls.credentials())
+    try:
+        if tls is None:
+            port = grpc_server.add_insecure_port(address)
+        else:
+            port = grpc_server.add_secure_port(address, tls.credentials())
+    except RuntimeError:  # gRPC's "Failed to bind", which says no more
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(
+            f"cannot listen on {address}: the port is taken, or the host is not one of "
+            "this machine's addresses"
+        )
     endpoint = MetricsEndpoint(settings.metrics_listen) if settings.metrics_listen else None
     stock = StockWatcher(stock_seconds)
     return Server(grpc_server, health_servicer, workers, stock, endpoint), port

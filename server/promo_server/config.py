@@ -38,6 +38,42 @@ def _int(name: str, default: str) -> int:
     return _parsed(name, default, int, "a whole number")
 
 
+def _count(name: str, default: str) -> int:
+    return _parsed(name, default, _at_least_one, "a whole number of at least 1")
+
+
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+
+
+def _one_of(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    def chosen(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in choices:
+            raise ValueError(text)
+        return value
+
+    return _parsed(name, default, chosen, f"one of {', '.join(choices)}")
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets) as (host, port); ValueError says what is wrong."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host:
+        raise ValueError(f"{address!r} is not HOST:PORT (like 127.0.0.1:9464 or 0.0.0.0:9464)")
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{address!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
 def _float(name: str, default: str) -> float:
     return _parsed(name, default, float, "a number")
 
@@ -51,7 +87,7 @@ class Settings:
     # Worker threads, each with its own database connection. More threads
     # than cores mostly add contention for Python's GIL: 32 halved ActivateCode
     # on a 2-core machine. Long streams (imports, exports) hold one each.
-    threads: int = field(default_factory=lambda: _int("PROMO_THREADS", "8"))
+    threads: int = field(default_factory=lambda: _count("PROMO_THREADS", "8"))
     # SQLite: how long an activation's commit waits for more activations to share it
     # after the last one joined (at most 5 times that in all); 0: not at all. A commit
     # costs more than a redemption's statements: sharing it made ActivateCode up to
@@ -60,7 +96,7 @@ class Settings:
         default_factory=lambda: _float("PROMO_GROUP_COMMIT_MS", "2")
     )
     # Server processes sharing the port (`serve --workers N`); 1 serves in this process.
-    workers: int = field(default_factory=lambda: _int("PROMO_WORKERS", "1"))
+    workers: int = field(default_factory=lambda: _count("PROMO_WORKERS", "1"))
     # Set in the processes of `serve --workers N`, which bind the port with SO_REUSEPORT.
     shares_port: bool = False
     # Largest request or response message; an import streams many small chunks.
@@ -89,8 +125,12 @@ class Settings:
     stock_check_seconds: float = field(
         default_factory=lambda: _float("PROMO_STOCK_CHECK_SECONDS", "15")
     )
-    log_level: str = field(default_factory=lambda: _env("PROMO_LOG_LEVEL", "INFO"))
-    log_format: str = field(default_factory=lambda: _env("PROMO_LOG_FORMAT", "json"))
+    log_level: str = field(
+        default_factory=lambda: _one_of("PROMO_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+    )
+    log_format: str = field(
+        default_factory=lambda: _one_of("PROMO_LOG_FORMAT", "json", LOG_FORMATS)
+    )
     # PEM files; with a certificate and its key the server speaks only TLS, and with a
     # client CA as well it also requires client certificates that CA signed. The start-up
     # log shows these paths, never what the files hold.

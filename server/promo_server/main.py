@@ -8,9 +8,11 @@ import math
 import sys
 from datetime import UTC, datetime
 
-from promo_server import app, logs, metrics
+from peewee import InterfaceError, OperationalError
+
+from promo_server import app, logs
 from promo_server.api import throttle
-from promo_server.config import Settings, SettingsError
+from promo_server.config import Settings, SettingsError, parse_address, redact_url
 from promo_server.domain import keys
 from promo_server.domain.errors import DomainError
 from promo_server.domain.values import parse_rfc3339
@@ -34,9 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         return command
 
     serve = with_db(commands.add_parser("serve", help="serve gRPC until SIGTERM/SIGINT"))
-    serve.add_argument("--listen", default=defaults.listen,
+    serve.add_argument("--listen", type=_address, default=defaults.listen,
                        help="HOST:PORT (env PROMO_LISTEN; default %(default)s)")
-    serve.add_argument("--threads", type=int, default=defaults.threads,
+    serve.add_argument("--threads", type=_positive, default=defaults.threads,
                        help="worker threads (env PROMO_THREADS; default %(default)s)")
     serve.add_argument("--group-commit-ms", metavar="MS", type=_group_commit_ms,
                        default=defaults.group_commit_ms,
@@ -131,13 +133,16 @@ def _group_commit_ms(text: str) -> float:
     return ms
 
 
-def _metrics_address(text: str) -> str:
-    if text:
-        try:
-            metrics.parse_address(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+def _address(text: str) -> str:
+    try:
+        parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def _metrics_address(text: str) -> str:
+    return _address(text) if text else text
 
 
 def _since(text: str) -> datetime:
@@ -162,6 +167,8 @@ def _threshold(text: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a command; a setting, a database or an address that cannot work is one line
+    on stderr and an exit status (2: a setting, 1: anything else), never a traceback."""
     try:
         defaults = Settings()  # the environment's, checked before anything opens
     except SettingsError as error:
@@ -169,56 +176,67 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _parser().parse_args(argv)
     logs.configure(defaults.log_level, defaults.log_format)
+    try:
+        return _run(args)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except DomainError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except (OperationalError, InterfaceError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: cannot use the database {redact_url(args.db)}: {reason}",
+              file=sys.stderr)
+        return 1
+    except OSError as error:  # an address to listen on, a file of the database or TLS
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         settings = Settings(database_url=args.db, listen=args.listen, threads=args.threads,
                             group_commit_ms=args.group_commit_ms, workers=args.workers,
                             tls_cert=args.tls_cert, tls_key=args.tls_key,
                             tls_client_ca=args.tls_client_ca, metrics_listen=args.metrics_listen)
-        try:
-            app.load_tls(settings)  # here, before any worker process forks
-            throttle.from_settings(settings)
-            app.group_commit(settings)
-            app.stock_check(settings)
-        except SettingsError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        app.load_tls(settings)  # here, before any worker process forks
+        throttle.from_settings(settings)
+        app.group_commit(settings)
+        app.stock_check(settings)
         app.serve(settings)
         return 0
     if args.command == "check":
         return _check(args.db)
-    try:
-        expire_time = None
-        if args.command == "create-key":
-            expire_time = keys.expiry(
-                expires_in=args.expires_in, expire_time=args.expire_time, now=utcnow()
-            )
-        migrate(open_database(args.db))
-        if args.command == "list-keys":
-            print(_key_table(projects.list_keys(args.project)))
-            return 0
-        if args.command == "audit":
-            found = projects.find_project(args.project)
-            print(_audit_table(audit.entries(found.id, since=args.since, limit=args.limit)))
-            return 0
-        if args.command == "revoke-key":
-            revoked = projects.revoke_key(args.key_id)
-            print(f"{revoked.role} key {revoked.key_id} revoked at {_time(revoked.revoke_time)}")
-            return 0
-        if args.command == "set-low-stock-threshold":
-            pool = projects.set_low_stock_threshold(args.project, args.threshold)
-            set_to = "none" if args.threshold is None else args.threshold
-            print(f"global pool of project {pool.name!r}: low-stock threshold {set_to}")
-            return 0
-        if args.command == "create-project":
-            project, token = projects.create_project(args.name)
-            print(f"project {project.name!r} created (id {project.id}); its admin key, shown once:")
-        else:
-            token = projects.create_key(args.project, args.role, expire_time)
-            until = f", expiring at {_time(expire_time)}" if expire_time else ""
-            print(f"{args.role} key created for project {args.project!r}{until}; shown once:")
-    except DomainError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    expire_time = None
+    if args.command == "create-key":
+        expire_time = keys.expiry(
+            expires_in=args.expires_in, expire_time=args.expire_time, now=utcnow()
+        )
+    migrate(open_database(args.db))
+    if args.command == "list-keys":
+        print(_key_table(projects.list_keys(args.project)))
+        return 0
+    if args.command == "audit":
+        found = projects.find_project(args.project)
+        print(_audit_table(audit.entries(found.id, since=args.since, limit=args.limit)))
+        return 0
+    if args.command == "revoke-key":
+        revoked = projects.revoke_key(args.key_id)
+        print(f"{revoked.role} key {revoked.key_id} revoked at {_time(revoked.revoke_time)}")
+        return 0
+    if args.command == "set-low-stock-threshold":
+        pool = projects.set_low_stock_threshold(args.project, args.threshold)
+        set_to = "none" if args.threshold is None else args.threshold
+        print(f"global pool of project {pool.name!r}: low-stock threshold {set_to}")
+        return 0
+    if args.command == "create-project":
+        project, token = projects.create_project(args.name)
+        print(f"project {project.name!r} created (id {project.id}); its admin key, shown once:")
+    else:
+        token = projects.create_key(args.project, args.role, expire_time)
+        until = f", expiring at {_time(expire_time)}" if expire_time else ""
+        print(f"{args.role} key created for project {args.project!r}{until}; shown once:")
     print(token)
     return 0
 

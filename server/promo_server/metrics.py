@@ -26,6 +26,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from promo_server.config import parse_address
 from promo_server.domain.promotions import is_low_stock
 from promo_server.store import promotions
 from promo_server.store.db import database, utcnow
@@ -224,17 +225,6 @@ class StockWatcher:
                     pool.project_id, pool.external_id, pool.available, pool.threshold,
                 )
         self._low = low
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """HOST:PORT (an IPv6 host in brackets) as (host, port); ValueError says what is wrong."""
-    host, sep, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host:
-        raise ValueError(f"{address!r} is not HOST:PORT (like 127.0.0.1:9464 or 0.0.0.0:9464)")
-    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError(f"{address!r}: the port must be a number from 0 to 65535")
-    return host, int(port)
 
 
 class MetricsEndpoint:

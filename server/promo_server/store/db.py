@@ -29,6 +29,8 @@ from playhouse.db_url import connect, register_database
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
+from promo_server.config import SettingsError, redact_url
+
 _LOGGER = logging.getLogger(__name__)
 
 database = DatabaseProxy()
@@ -88,6 +90,10 @@ def _readable(conn: Any) -> bool:
 register_database(_PooledPostgresql, "postgresql+pool", "postgres+pool")
 
 
+# The URL schemes open_database takes (each also with "+pool", which it adds anyway).
+DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
+
+
 def open_database(
     url: str, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
     prepare: bool = True,
@@ -102,15 +108,22 @@ def open_database(
     """
     _PREPARING.on = prepare
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"{url!r} is not a database URL (sqlite:///promo.db, postgresql://...)")
     base = scheme.removesuffix("+pool")
+    if not sep or base not in DATABASE_SCHEMES:
+        raise SettingsError(
+            f"{redact_url(url)!r} is not a database URL this server knows: "
+            "sqlite:///PATH or postgresql://USER@HOST:PORT/NAME"
+        )
     options: dict[str, Any] = {
         "max_connections": pool_size,
         "stale_timeout": POOL_STALE_SECONDS,
         "timeout": POOL_WAIT_SECONDS,
     }
     if base == "sqlite":
+        # sqlite:///promo.db is relative, sqlite:////var/promo.db absolute.
+        folder = os.path.dirname(rest.partition("?")[0].removeprefix("/"))
+        if folder and not os.path.isdir(folder):
+            raise SettingsError(f"{url!r}: there is no folder {folder!r} for the database")
         # Pooled connections move between worker threads, one thread at a time.
         options |= {"pragmas": SQLITE_PRAGMAS, "check_same_thread": False}
     elif statement_timeout:
