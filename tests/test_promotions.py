@@ -11,6 +11,8 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from promo.v1 import promotion_pb2 as pb
 from promo.v1 import promotion_pb2_grpc
+from promo_server.app import create_server
+from promo_server.config import Settings
 from tests.conftest import Project, Running, bearer
 from tests.rpc import field_violations, refused
 
@@ -335,3 +337,34 @@ def test_bad_list_arguments_are_invalid(api: Api) -> None:
     assert "state" in field_violations(refused(lambda: api.list(state=9), INVALID))
     every = refused(lambda: api.list(page_size=-1, state=9, page_token="!!!"), INVALID)
     assert set(field_violations(every)) == {"page_size", "state", "page_token"}
+
+
+def test_a_page_too_big_for_one_response_is_shortened_and_continues(
+    db_url: str, running: Running
+) -> None:
+    # A server whose responses hold at most 300 KB; each promotion is about 52 KB.
+    small = Settings(database_url=db_url, listen="127.0.0.1:0", max_message_bytes=300_000)
+    server, port = create_server("127.0.0.1:0", db_url, small)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            api = Api(promotion_pb2_grpc.PromotionServiceStub(channel),
+                      running.new_project().admin_key)
+            conditions = [
+                pb.AttributeCondition(attribute=f"{i:03d}" + "a" * 252, operator=pb.EQ,
+                                      type=pb.AttributeCondition.STRING, value="v" * 255)
+                for i in range(100)
+            ]
+            for i in range(10):
+                api.create(pb.Promotion(external_id=f"big-{i}", name={"en-US": "Big"},
+                                        attribute_conditions=conditions))
+
+            pages = [api.list(page_size=10)]
+            while pages[-1].next_page_token:
+                pages.append(api.list(page_size=10, page_token=pages[-1].next_page_token))
+    finally:
+        server.stop(None).wait()
+
+    assert len(pages) > 1 and all(page.ByteSize() <= 300_000 for page in pages)
+    listed = [p.external_id for page in pages for p in page.promotions]
+    assert listed == [f"big-{i}" for i in range(10)]  # each once, in order

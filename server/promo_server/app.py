@@ -236,11 +236,12 @@ def create_server(
     health_servicer: health.HealthServicer | LoopHealth
     if on_loop:
         grpc_server, health_servicer = _loop_server(
-            options, interceptors, workers, guesses, group_commit_seconds
+            options, interceptors, workers, guesses, group_commit_seconds,
+            settings.max_message_bytes,
         )
     else:
         grpc_server = grpc.server(workers, interceptors=interceptors, options=options)
-        _add_services(grpc_server, guesses)
+        _add_services(grpc_server, guesses, settings.max_message_bytes)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
         reflection.enable_server_reflection(_REFLECTED, grpc_server)
@@ -292,8 +293,12 @@ def group_commit(settings: Settings) -> float:
 _REFLECTED = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
 
 
-def _add_services(server: grpc.Server | _Recorder, guesses: throttle.GuessThrottle) -> None:
-    promotion_pb2_grpc.add_PromotionServiceServicer_to_server(PromotionService(), server)
+def _add_services(
+    server: grpc.Server | _Recorder, guesses: throttle.GuessThrottle, max_message_bytes: int
+) -> None:
+    promotion_pb2_grpc.add_PromotionServiceServicer_to_server(
+        PromotionService(max_message_bytes), server
+    )
     code_pb2_grpc.add_CodeServiceServicer_to_server(CodeService(guesses), server)
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileService(), server)
 
@@ -327,10 +332,11 @@ def _loop_server(
     workers: futures.ThreadPoolExecutor,
     guesses: throttle.GuessThrottle,
     group_commit_seconds: float,
+    max_message_bytes: int,
 ) -> tuple[LoopServer, LoopHealth]:
     server = LoopServer(options, group_commit_seconds)
     recorder = _Recorder()
-    _add_services(recorder, guesses)
+    _add_services(recorder, guesses, max_message_bytes)
     for service, handlers in recorder.services.items():
         served = {}
         for name, handler in handlers.items():

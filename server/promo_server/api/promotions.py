@@ -11,8 +11,14 @@ from promo_server.api import auth
 from promo_server.api.convert import enum_name, promotion_from_proto, promotion_to_proto
 from promo_server.usecases import promotions
 
+# Room left in a response for what is not a promotion (the token, framing).
+RESPONSE_SLACK_BYTES = 4096
+
 
 class PromotionService(promotion_pb2_grpc.PromotionServiceServicer):
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max_message_bytes = max_message_bytes
+
     def CreatePromotion(
         self, request: pb.CreatePromotionRequest, context: grpc.ServicerContext
     ) -> pb.Promotion:
@@ -31,15 +37,30 @@ class PromotionService(promotion_pb2_grpc.PromotionServiceServicer):
         state = None
         if request.state != pb.Promotion.STATE_UNSPECIFIED:
             state = enum_name(pb.Promotion.State, request.state)
-        items, token = promotions.list_page(
-            auth.current().project_id,
-            page_size=request.page_size,
-            page_token=request.page_token,
-            state=state,
-        )
-        return pb.ListPromotionsResponse(
-            promotions=[promotion_to_proto(p) for p in items], next_page_token=token
-        )
+        page_size = request.page_size
+        while True:
+            items, token = promotions.list_page(
+                auth.current().project_id,
+                page_size=page_size,
+                page_token=request.page_token,
+                state=state,
+            )
+            found = [promotion_to_proto(p) for p in items]
+            fitting = self._fitting(found)
+            if fitting == len(found):
+                return pb.ListPromotionsResponse(promotions=found, next_page_token=token)
+            # Too big to send (large promotions, a large page): the page shrinks to what
+            # fits, and its token continues from there. AIP-158 allows a shorter page.
+            page_size = fitting
+
+    def _fitting(self, found: list[pb.Promotion]) -> int:
+        """How many of the promotions, in order, fit in one response (at least one)."""
+        budget = self._max_message_bytes - RESPONSE_SLACK_BYTES
+        for count, promotion in enumerate(found):
+            budget -= promotion.ByteSize() + 8  # its tag and length
+            if budget < 0:
+                return max(count, 1)
+        return len(found)
 
     def UpdatePromotion(
         self, request: pb.UpdatePromotionRequest, context: grpc.ServicerContext
