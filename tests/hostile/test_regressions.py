@@ -118,14 +118,19 @@ def test_an_error_quoting_a_huge_input_still_reaches_the_caller(
     assert answer.code in {INVALID, grpc.StatusCode.NOT_FOUND}, answer.describe()
 
 
+def _bad_bonus_items(channel: grpc.Channel, seeded: harness.Seed, count: int) -> grpc.RpcError:
+    """CreatePromotion with ``count`` bonus items, each bad twice (sku and quantity)."""
+    bonus = [promotion_pb2.BonusItem(sku="", quantity=-1)] * count
+    promotion = promotion_pb2.Promotion(external_id="p9", name={"en-US": "Sale"}, bonus=bonus)
+    return refused(lambda: promotion_pb2_grpc.PromotionServiceStub(channel).CreatePromotion(
+        promotion_pb2.CreatePromotionRequest(promotion=promotion),
+        metadata=seeded.metadata("admin")), INVALID)
+
+
 def test_a_thousand_bad_items_are_reported_by_as_many_as_the_trailers_hold(
     channel: grpc.Channel, seeded: harness.Seed,
 ) -> None:
-    bonus = [promotion_pb2.BonusItem(sku="", quantity=-1)] * 1001
-    promotion = promotion_pb2.Promotion(external_id="p9", name={"en-US": "Sale"}, bonus=bonus)
-    error = refused(lambda: promotion_pb2_grpc.PromotionServiceStub(channel).CreatePromotion(
-        promotion_pb2.CreatePromotionRequest(promotion=promotion),
-        metadata=seeded.metadata("admin")), INVALID)
+    error = _bad_bonus_items(channel, seeded, 1001)
     fields = [field for field, _ in violation_list(error)]
     assert 10 <= len(fields) < 2002 and all(f.startswith("promotion.bonus") for f in fields)
     assert f"(2002 problems; the details list the first {len(fields)})" in (
@@ -136,11 +141,7 @@ def test_a_thousand_bad_items_are_reported_by_as_many_as_the_trailers_hold(
 def test_every_bad_field_of_an_ordinary_request_is_listed(
     channel: grpc.Channel, seeded: harness.Seed,
 ) -> None:
-    bonus = [promotion_pb2.BonusItem(sku="", quantity=-1)] * 15
-    promotion = promotion_pb2.Promotion(external_id="p10", name={"en-US": "Sale"}, bonus=bonus)
-    error = refused(lambda: promotion_pb2_grpc.PromotionServiceStub(channel).CreatePromotion(
-        promotion_pb2.CreatePromotionRequest(promotion=promotion),
-        metadata=seeded.metadata("admin")), INVALID)
+    error = _bad_bonus_items(channel, seeded, 15)
     assert len(violation_list(error)) == 30
     assert "the details list" not in (error.details() or "")
 
