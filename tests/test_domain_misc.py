@@ -251,6 +251,12 @@ def test_a_malformed_key_is_not_a_key(token: str) -> None:
         ),
         ("postgresql://promo:p@ss:w0rd@db/promo", "postgresql://promo:***@db/promo"),
         ("postgresql://:s3cret@db/promo", "postgresql://:***@db/promo"),
+        ("postgresql://promo:p?ss@db/promo", "postgresql://promo:***@db/promo"),
+        (
+            "postgresql://promo@db/promo?sslmode=require&password=s3cret&a=1",
+            "postgresql://promo@db/promo?sslmode=require&password=***&a=1",
+        ),
+        ("sqlite:///promo.db", "sqlite:///promo.db"),
     ],
 )
 def test_redact_url_hides_the_password(url: str, redacted: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import peewee
 import pytest
+from prometheus_client import REGISTRY
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
@@ -260,6 +261,8 @@ def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_chang
     once the other writer is done the same call goes through."""
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_SECONDS", HOLD_SECONDS)
     db_url = f"sqlite:///{tmp_path / 'busy.db'}"
+    labels = {"method": "ActivateCode", "code": "UNAVAILABLE"}
+    counted_before = REGISTRY.get_sample_value("promo_rpc_calls_total", labels) or 0
     with _served_sqlite(db_url) as api:
         api.pool(api.promotion("busy"), "BUSY-1")
         with other_process_writing(db_url):
@@ -270,6 +273,8 @@ def test_an_activation_that_waits_past_the_busy_timeout_is_unavailable_and_chang
             checked = api.validate("BUSY-1", "ann")
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert waited >= HOLD_SECONDS
+        # Counted as every answer is, though the call never reached its handler.
+        assert REGISTRY.get_sample_value("promo_rpc_calls_total", labels) == counted_before + 1
         assert checked.valid, "the code is as it was"
         assert api.code("BUSY-1").redemption_count == 0
         assert api.activate("BUSY-1", "ann", request_id="waited").state == pb.Redemption.REDEEMED
@@ -352,3 +357,29 @@ def test_a_forked_process_lines_up_for_the_write_lock_on_files_of_its_own(
         os.close(read_end)
         group.commit()
     assert answer == b"kept out"
+
+
+def test_an_activation_is_timed_to_its_answer_group_commit_wait_included(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'timed.db'}"
+    settings = Settings(database_url=db_url, listen="127.0.0.1:0", group_commit_ms=60)
+    server, port = create_server("127.0.0.1:0", db_url, settings)
+    server.start()
+    labels = {"method": "ActivateCode"}
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            api = Api(code_pb2_grpc.CodeServiceStub(channel),
+                      promotion_pb2_grpc.PromotionServiceStub(channel),
+                      Running(f"127.0.0.1:{port}", db_url, server).new_project().admin_key)
+            api.pool(api.promotion("timed"), "T-1")
+            timed_before = REGISTRY.get_sample_value("promo_rpc_duration_seconds_sum", labels) or 0
+            began = time.monotonic()
+            api.activate("T-1", "ann")  # alone: its group waits its quiet time before commit
+            waited = time.monotonic() - began
+    finally:
+        server.stop(None).wait()
+
+    timed = REGISTRY.get_sample_value("promo_rpc_duration_seconds_sum", labels) - timed_before
+    assert waited >= 0.06
+    assert timed >= 0.06  # not only the handler's own fraction of a millisecond

@@ -342,7 +342,8 @@ def _loop_server(
         for name, handler in handlers.items():
             method = f"/{service}/{name}"
             served[name] = to_loop(
-                intercepted(handler, method, interceptors), workers, _ON_LOOP.get(method)
+                intercepted(handler, method, interceptors), workers, _ON_LOOP.get(method),
+                name,
             )
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, served),))
     health_servicer = LoopHealth()

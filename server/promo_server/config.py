@@ -158,9 +158,18 @@ class SettingsError(ValueError):
 
 
 def redact_url(url: str) -> str:
+    """The URL with its password hidden, given as user:password@ or as ?password=."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
+    if not sep:
         return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = f"{userinfo.split(':', 1)[0]}:***"
+    host, question, query = host.partition("?")
+    if question:
+        query = "&".join(
+            f"{name}=***" if name.lower() == "password" else part
+            for part in query.split("&")
+            for name in (part.split("=", 1)[0],)
+        )
+    return f"{scheme}://{userinfo}{at}{host}{question}{query}"

@@ -96,17 +96,21 @@ def _leave(
     else:
         project = None
     code = failure.code.name if failure is not None else "OK"
-    seconds = time.perf_counter() - started
 
     def record(committed: bool) -> None:
-        told = code if committed else grpc.StatusCode.UNAVAILABLE.name
-        metrics.record_call(method, told, seconds)
-        _LOGGER.log(
-            logging.DEBUG if told == "OK" else logging.INFO,
-            "rpc method=%s code=%s ms=%.2f project=%s", method, told, seconds * 1000, project,
-        )
+        told(method, code if committed else grpc.StatusCode.UNAVAILABLE.name, started, project)
 
     when_committed(record)  # a call in the loop's write group is told after its commit
+
+
+def told(method: str, code: str, started: float, project: int | None) -> None:
+    """Counts and logs a call's answer, timed from ``started`` (a perf_counter reading)."""
+    seconds = time.perf_counter() - started
+    metrics.record_call(method, code, seconds)
+    _LOGGER.log(
+        logging.DEBUG if code == "OK" else logging.INFO,
+        "rpc method=%s code=%s ms=%.2f project=%s", method, code, seconds * 1000, project,
+    )
 
 
 def _status_for(error: Exception, method: str) -> grpc.Status:

@@ -33,6 +33,7 @@ import asyncio
 import enum
 import logging
 import threading
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -49,6 +50,7 @@ import grpc
 import peewee
 from grpc_health.v1 import health
 
+from promo_server.api import guard
 from promo_server.api.handlers import Behavior, rewrapped
 from promo_server.store import db
 from promo_server.store.db import WriteGroup
@@ -183,26 +185,35 @@ class _Context:
 
 
 def to_loop(
-    handler: grpc.RpcMethodHandler, workers: futures.Executor, on_loop: OnLoop | None
+    handler: grpc.RpcMethodHandler, workers: futures.Executor, on_loop: OnLoop | None,
+    method: str = "",
 ) -> grpc.RpcMethodHandler:
     """The aio handler running ``handler``'s behaviour: on the loop as ``on_loop`` allows
-    (unary calls only), else on ``workers``."""
+    (unary calls only), else on ``workers``. ``method`` names the call in the metrics
+    and the log when it never reaches ``handler`` (the write lock not had in time)."""
     if handler.request_streaming and handler.response_streaming:
         raise ValueError("no promo.v1 call streams both ways")
     if handler.request_streaming:
         return rewrapped(handler, lambda behavior: _client_stream(behavior, workers))
     if handler.response_streaming:
         return rewrapped(handler, lambda behavior: _server_stream(behavior, workers))
-    return rewrapped(handler, lambda behavior: _unary(behavior, workers, on_loop))
+    return rewrapped(handler, lambda behavior: _unary(behavior, workers, on_loop, method))
 
 
-def _unary(behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None) -> Behavior:
+def _unary(
+    behavior: Behavior, workers: futures.Executor, on_loop: OnLoop | None, method: str
+) -> Behavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         sync = _Context(context)
+        started = time.perf_counter()
 
         async def serve() -> Any:
             if on_loop is OnLoop.WRITES:
-                return await COMMITTER.run_writing(behavior, request, sync, workers)
+                try:
+                    return await COMMITTER.run_writing(behavior, request, sync, workers)
+                except _Busy:
+                    guard.told(method, grpc.StatusCode.UNAVAILABLE.name, started, None)
+                    raise
             if on_loop is OnLoop.READS:
                 if not COMMITTER.group.open:
                     return behavior(request, sync)
@@ -228,6 +239,11 @@ FILE_LOCK_POLL_SECONDS = 0.0005
 class _Unavailable(Exception):
     """The call did not happen, and may be retried: its write group could not commit,
     or the write lock could not be had in time."""
+
+
+class _Busy(_Unavailable):
+    """The call never ran: the write lock could not be had in time, or not asked for.
+    (A call whose group could not commit ran, and the guard told of it.)"""
 
 
 class GroupCommitter:
@@ -273,7 +289,7 @@ class GroupCommitter:
             # A writer that skips the lock file (a sqlite3 shell) held on past the busy
             # timeout, or the file is gone: as the guard says of any call.
             _LOGGER.warning("database unavailable method=ActivateCode error=%s", error)
-            raise _Unavailable("the database is busy or unreachable; retry") from error
+            raise _Busy("the database is busy or unreachable; retry") from error
 
     def _lock_taken(self) -> asyncio.Future[None]:
         """Resolves once the write group is open, or a thread of this process has the
@@ -296,7 +312,7 @@ class GroupCommitter:
         except _Unavailable as unavailable:
             self.group.leave_line()
             self._waiting = None
-            _fail(waiting, str(unavailable))
+            waiting.set_exception(_Busy(str(unavailable)))
             return
         if opened:
             self._waiting = None
@@ -309,7 +325,7 @@ class GroupCommitter:
         elif loop.time() > self._give_up_at:
             self.group.leave_line()
             self._waiting = None
-            _fail(waiting, "the database is busy; retry")
+            waiting.set_exception(_Busy("the database is busy; retry"))
         else:
             loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
 
