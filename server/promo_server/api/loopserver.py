@@ -312,7 +312,7 @@ class GroupCommitter:
         except _Unavailable as unavailable:
             self.group.leave_line()
             self._waiting = None
-            waiting.set_exception(_Busy(str(unavailable)))
+            _fail(waiting, str(unavailable), _Busy)
             return
         if opened:
             self._waiting = None
@@ -325,7 +325,7 @@ class GroupCommitter:
         elif loop.time() > self._give_up_at:
             self.group.leave_line()
             self._waiting = None
-            waiting.set_exception(_Busy("the database is busy; retry"))
+            _fail(waiting, "the database is busy; retry", _Busy)
         else:
             loop.call_later(FILE_LOCK_POLL_SECONDS, self._poll)
 
@@ -393,9 +393,11 @@ class GroupCommitter:
             outcome.set_result(None)
 
 
-def _fail(future: asyncio.Future[None], message: str) -> None:
-    """Ends ``future`` with _Unavailable(message), which no one may be left to see."""
-    future.set_exception(_Unavailable(message))
+def _fail(
+    future: asyncio.Future[None], message: str, kind: type[_Unavailable] = _Unavailable
+) -> None:
+    """Ends ``future`` with kind(message), which no one may be left to see."""
+    future.set_exception(kind(message))
     future.exception()  # seen: asyncio would log it as never retrieved
 
 

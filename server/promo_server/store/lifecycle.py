@@ -192,22 +192,6 @@ def attach(
         return found
 
 
-def follow_code_limit(promotion_id: int, *, single_use: bool) -> None:
-    """Makes the holders of the promotion's pool follow its code limit, which just
-    changed: a single-use code is held by its one attached profile (one attached to
-    several stays unheld, and takes no one else); a shared code is held by no one."""
-    if single_use:
-        only = Attachment.select(Attachment.profile).where(Attachment.code == Code.id)
-        Code.update(holder=only).where(
-            (Code.promotion == promotion_id) & (Code.attachment_count == 1)
-            & Code.holder.is_null()
-        ).execute()
-    else:
-        Code.update(holder=None).where(
-            (Code.promotion == promotion_id) & Code.holder.is_null(False)
-        ).execute()
-
-
 def hand_out(
     project_id: int, promotion: Promotion, profile_id: int, *, single_use: bool, now: datetime
 ) -> Attachment:

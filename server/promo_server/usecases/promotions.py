@@ -6,12 +6,10 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from promo_server.domain import lifecycle as rules
 from promo_server.domain import pagination
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation, InvalidArgument, Violations
 from promo_server.store import audit
-from promo_server.store import lifecycle as codes
 from promo_server.store import promotions as store
 from promo_server.store.db import write_transaction
 
@@ -75,9 +73,6 @@ def update(
         problems.check(lambda: domain.require_valid(merged), None)
         problems.raise_if_any()
         stored = store.replace(row, merged)
-        single_use = rules.is_single_use(merged, in_global_pool=False)
-        if single_use != rules.is_single_use(current, in_global_pool=False):
-            codes.follow_code_limit(row.id, single_use=single_use)
         audit.record(project_id, "UpdatePromotion", f"promotion/{external_id}",
                      update_mask=list(mask), fields=list(fields))
     # Counted once the write lock is released: a large pool takes a while.
