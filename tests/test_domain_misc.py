@@ -257,6 +257,10 @@ def test_a_malformed_key_is_not_a_key(token: str) -> None:
             "postgresql://promo@db/promo?sslmode=require&password=***&a=1",
         ),
         ("sqlite:///promo.db", "sqlite:///promo.db"),
+        (
+            "postgresql://promo@db.internal:5432/promo?password=x@Hunter2-Secret",
+            "postgresql://promo@db.internal:5432/promo?password=***",
+        ),
     ],
 )
 def test_redact_url_hides_the_password(url: str, redacted: str) -> None:

@@ -232,15 +232,14 @@ def test_only_an_activation_that_passes_stores_a_new_profile(
         "TOTAL_LIMIT_REACHED"
     )
     assert not stored("newcomer")
+    set_limit(api, promo, "redeem_user_limit", 1)  # a limit the read does not show for her
+    assert reason_of(lambda: api.activate("N-2", "newcomer"), EXHAUSTED) == (
+        "TOTAL_LIMIT_REACHED"
+    )
+    assert not stored("newcomer")
     assert api.code("N-2").redemption_count == 0
 
-    set_limit = promotion_pb2.Promotion(external_id=promo, redeem_total_limit=2)
-    api.promotions.UpdatePromotion(
-        promotion_pb2.UpdatePromotionRequest(
-            promotion=set_limit, update_mask=field_mask_pb2.FieldMask(paths=["redeem_total_limit"])
-        ),
-        metadata=bearer(api.key),
-    )
+    set_limit(api, promo, "redeem_total_limit", 2)
     assert api.activate("N-2", "newcomer").profile_id == "newcomer"
     assert stored("newcomer")
 

@@ -7,10 +7,13 @@ before it, and rolling back gives a use back, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
+import grpc
 import psycopg2
 import pytest
+from google.protobuf import field_mask_pb2
 
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2, promotion_pb2_grpc
@@ -119,4 +122,46 @@ def test_a_limit_lifted_then_set_again_still_counts_everything(
 
     assert sum(isinstance(r, pb.Redemption) for r in results) == 1
     assert count_of(api, promo) == 7
+    assert check(running.db_url)[0] == 0
+
+
+def test_activations_rollbacks_and_updates_of_one_promotion_do_not_deadlock(
+    api: Api, running: Running
+) -> None:
+    """Activations take the promotion's lock before the code's; a rollback took the
+    code's first, and behind an UpdatePromotion waiting for those activations the
+    three deadlocked on PostgreSQL. Now every call is answered, and counted once."""
+    promo = api.promotion("busy")
+    codes = [f"B-{i}" for i in range(6)]
+    api.pool(promo, *codes)
+    stop = time.monotonic() + 3.0
+    unexpected: list[str] = []
+
+    def activating(number: int) -> None:
+        while time.monotonic() < stop:
+            try:
+                done = api.activate(codes[number % len(codes)], f"u{number}")
+                api.codes.RollbackRedemption(pb.RollbackRedemptionRequest(redemption_id=done.id),
+                                             metadata=bearer(api.key))
+            except grpc.RpcError as error:
+                unexpected.append(f"{error.code().name}: {error.details()}")
+
+    def updating() -> None:
+        threshold = 0
+        while time.monotonic() < stop:
+            threshold = 1 - threshold
+            try:
+                api.promotions.UpdatePromotion(
+                    promotion_pb2.UpdatePromotionRequest(
+                        promotion=promotion_pb2.Promotion(external_id=promo,
+                                                          low_stock_threshold=threshold),
+                        update_mask=field_mask_pb2.FieldMask(paths=["low_stock_threshold"])),
+                    metadata=bearer(api.key))
+            except grpc.RpcError as error:
+                unexpected.append(f"{error.code().name}: {error.details()}")
+
+    in_parallel([*(lambda i=i: activating(i) for i in range(8)), updating, updating])
+
+    assert unexpected == []
+    assert count_of(api, promo) == 0  # every use given back
     assert check(running.db_url)[0] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
@@ -162,14 +163,12 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    # The query's password first: it may hold an "@", which would pass for userinfo's.
+    rest = _QUERY_PASSWORD.sub(r"\1***", rest)
     userinfo, at, host = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = f"{userinfo.split(':', 1)[0]}:***"
-    host, question, query = host.partition("?")
-    if question:
-        query = "&".join(
-            f"{name}=***" if name.lower() == "password" else part
-            for part in query.split("&")
-            for name in (part.split("=", 1)[0],)
-        )
-    return f"{scheme}://{userinfo}{at}{host}{question}{query}"
+    return f"{scheme}://{userinfo}{at}{host}"
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)

@@ -321,6 +321,13 @@ _COUNT_SHARE = (
     "ON CONFLICT (promotion_id, share) DO UPDATE "
     "SET redemption_count = redemption_share.redemption_count + 1"
 )
+# A rollback's give-back to a random share (which may go below zero; the sum is right).
+_UNCOUNT_SHARE = (
+    "INSERT INTO redemption_share (promotion_id, share, redemption_count) "
+    f"VALUES (?, floor(random() * {SHARES})::int, -1) "
+    "ON CONFLICT (promotion_id, share) DO UPDATE "
+    "SET redemption_count = redemption_share.redemption_count - 1"
+)
 _REDEEM_IN_SHARES_STATEMENT = Statement(
     "WITH version AS "
     "(SELECT 1 FROM promotion WHERE id = ? AND update_time = ? FOR KEY SHARE), "
@@ -424,8 +431,26 @@ def redemption(project_id: int, public_id: str) -> Redemption:
     return found  # type: ignore[no-any-return]
 
 
+# A rollback's first lock on PostgreSQL: the promotion's row, shared as activations
+# share it, and whether its count is kept in shares (no total limit).
+_LOCK_PROMOTION = Statement(
+    "SELECT redeem_total_limit IS NULL FROM promotion WHERE id = ? FOR KEY SHARE"
+)
+
+
 def roll_back(found: Redemption, reason: str, now: datetime) -> None:
-    """Gives the redemption's use back to every limit it counted against."""
+    """Gives the redemption's use back to every limit it counted against.
+
+    On PostgreSQL it first takes the lock on the promotion's row that activations
+    of a promotion without a total limit take first (see _REDEEM_IN_SHARES_STATEMENT),
+    and gives such a use back to a share: taking the code's row first, then waiting
+    for the promotion's behind an UpdatePromotion that waited for those activations,
+    deadlocked. The lock also keeps the limit, and so where the count is, as read.
+    """
+    in_shares = False
+    if found.promotion_id is not None and not is_sqlite():
+        row = execute(_LOCK_PROMOTION, (found.promotion_id,)).fetchone()
+        in_shares = row is not None and bool(row[0])
     changed = Redemption.update(
         {Redemption.state: rules.ROLLED_BACK, Redemption.rollback_time: now,
          Redemption.rollback_reason: reason}
@@ -446,9 +471,12 @@ def roll_back(found: Redemption, reason: str, now: datetime) -> None:
             (PromotionUsage.promotion == found.promotion_id)
             & (PromotionUsage.profile == found.profile_id)
         ).execute()
-        Promotion.update({Promotion.redemption_count: Promotion.redemption_count - 1}).where(
-            Promotion.id == found.promotion_id
-        ).execute()
+        if in_shares:
+            execute(_UNCOUNT_SHARE, (found.promotion_id,))
+        else:
+            Promotion.update(
+                {Promotion.redemption_count: Promotion.redemption_count - 1}
+            ).where(Promotion.id == found.promotion_id).execute()
 
 
 def redemption_view(project_id: int) -> Any:

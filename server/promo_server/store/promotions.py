@@ -84,21 +84,29 @@ def get(project_id: int, external_id: str) -> domain.Promotion:
 
 def counted(project_id: int, rows: Sequence[Row]) -> list[domain.Promotion]:
     """The promotions with their pools' available codes, counted by one query, and
-    their redemptions counted in shares by another."""
+    their redemptions by another."""
     ids = [row.id for row in rows]
     counts = available_counts(project_id, ids, utcnow())
-    shared = shared_redemptions(ids)
-    return [to_domain(row, counts.get(row.id, 0), shared.get(row.id, 0)) for row in rows]
+    redeemed = redemption_counts(ids)
+    return [
+        to_domain(row, counts.get(row.id, 0), redeemed.get(row.id, row.redemption_count))
+        for row in rows
+    ]
 
 
-def shared_redemptions(promotion_ids: Sequence[int]) -> dict[int, int]:
-    """The redemptions each promotion counted in its RedemptionShares, by promotion id."""
+def redemption_counts(promotion_ids: Sequence[int]) -> dict[int, int]:
+    """Each promotion's live redemptions, by id: its row's count and its shares', read
+    in one statement, so that an UpdatePromotion moving the shares into the row is
+    seen whole or not at all."""
     if not promotion_ids:
         return {}
+    shares = RedemptionShare.alias()
+    shared = shares.select(fn.COALESCE(fn.SUM(shares.redemption_count), 0)).where(
+        shares.promotion == Row.id
+    )
     query: Any = (
-        RedemptionShare.select(RedemptionShare.promotion, fn.SUM(RedemptionShare.redemption_count))
-        .where(RedemptionShare.promotion.in_(list(promotion_ids)))
-        .group_by(RedemptionShare.promotion)
+        Row.select(Row.id, Row.redemption_count + shared)
+        .where(Row.id.in_(list(promotion_ids)))
         .tuples()
     )
     return {promotion_id: int(count) for promotion_id, count in query}
@@ -218,8 +226,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def to_domain(
-    row: Row, available_code_count: int = 0, shared_redemptions: int = 0
+    row: Row, available_code_count: int = 0, redemption_count: int | None = None
 ) -> domain.Promotion:
+    """The promotion a row holds; ``redemption_count`` its count with its shares
+    (``counted``), else the row's alone."""
     rules = json.loads(row.rules)
     discount = rules["discount"]
     return domain.Promotion(
@@ -245,7 +255,7 @@ def to_domain(
         excluded_promotions=list(rules["excluded_promotions"]),
         create_time=row.create_time,
         update_time=row.update_time,
-        redemption_count=row.redemption_count + shared_redemptions,
+        redemption_count=row.redemption_count if redemption_count is None else redemption_count,
         available_code_count=available_code_count,
     )
 

@@ -329,7 +329,7 @@ def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
 
     The profile's redemptions are read with the code when the profile is named
     by id; else they are counted here, unless ``count_profile`` is False: then
-    it stops at a per-profile limit, checking only what was read.
+    the per-profile limit is left to the redemption's statement to check.
     """
     limit = rules.code_limit(checked.rules, in_global_pool=checked.code.promotion_id is None)
     if limit is not None and checked.code.redemption_count >= limit:
@@ -340,11 +340,9 @@ def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
     user = checked.rules.redeem_user_limit
     if user is not None:
         used = checked.code.profile_redemptions
-        if used is None:
-            if not count_profile:
-                return
+        if used is None and count_profile:
             used = store.usage_count(promo_id, checked.profile.id)
-        if used >= user:
+        if used is not None and used >= user:
             raise _limit(rules.USER_LIMIT_REACHED, "profile's", user)
     total = checked.rules.redeem_total_limit
     if total is not None and checked.code.promo_redemption_count >= total:
