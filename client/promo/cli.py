@@ -287,7 +287,7 @@ _UNBOUNDED = 100_000  # columns: a table's width as it would be with room for ev
 def _fitted(console: Console, table: RenderableType) -> RenderableType:
     """The table, or, where the console is too narrow for it, each row as a block of
     ``column value`` lines: ids and codes then stay whole, to be copied."""
-    if not isinstance(table, Table):
+    if not isinstance(table, Table) or not table.row_count:
         return table
     unbounded = console.options.update(max_width=_UNBOUNDED)
     if Measurement.get(console, unbounded, table).maximum <= console.width:
