@@ -101,8 +101,8 @@ class Aborted(DomainError):
 class Violations:
     """Collects field violations so that every bad field is reported at once."""
 
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
+    def __init__(self, known: Iterable[FieldViolation] = ()) -> None:
+        self.items: list[FieldViolation] = list(known)
 
     def add(self, field: str, description: str) -> None:
         self.items.append(FieldViolation(field, description))

@@ -143,8 +143,7 @@ def generate(
     """Adds ``count`` new random codes of the pattern to the pool, all or none.
 
     ``known`` are the request's bad fields found while reading it (its expiry)."""
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     pattern = problems.check(lambda: patterns.parse(text, count), None)
     problems.raise_if_any()
     assert pattern is not None
@@ -226,8 +225,7 @@ def list_page(
 
     ``known`` are the request's bad fields found while reading it: raised with
     these, every one at once."""
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     size = problems.check(lambda: pagination.page_size(page_size), 0)
     query = ("codes", project_id, promotion, profile, state)
     cursor = problems.check(lambda: pagination.decode(page_token, query), None)

@@ -76,8 +76,7 @@ def attach(
 
     ``known`` are the request's bad fields found while reading it: raised with
     these, every one at once."""
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     ref = problems.check(lambda: _required_profile(ref), None)
     if not promotion:
         problems.add("promotion", "is required")
@@ -114,8 +113,7 @@ def attach(
 def detach(
     project_id: int, code: str, ref: ProfileRef | None, known: Sequence[FieldViolation] = ()
 ) -> None:
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     problems.check(lambda: require_code(code, "code"), "")
     problems.raise_if_any()
     with write_transaction():
@@ -240,8 +238,7 @@ def list_redemptions(
     page_size: int, page_token: str, known: Sequence[FieldViolation] = (),
 ) -> tuple[list[RedemptionView], str]:
     """One page of redemptions, newest first, of one promotion, code or profile (or all)."""
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     named = [name for name, given in
              (("promotion", promotion), ("code", code), ("profile", profile)) if given]
     if len(named) > 1:

@@ -58,8 +58,7 @@ def update(
     """Changes the fields the mask names; an empty mask (or "*") replaces every mutable
     field. A bad request names every bad field at once: of the mask, and of the
     promotion as the mask's good paths would leave it."""
-    problems = Violations()
-    problems.extend(known)
+    problems = Violations(known)
     external_id = problems.check(
         lambda: _required_id(incoming.external_id, "promotion.external_id"), ""
     )
