@@ -30,6 +30,13 @@ def promo_server(*args: str) -> list[str]:
     return [sys.executable, "-m", "promo_server.main", *args]
 
 
+def check(db_url: str) -> tuple[int, list[str]]:
+    """Runs `promo-server check`: its exit status and the lines it printed."""
+    done = subprocess.run(promo_server("check", "--db", db_url), capture_output=True, text=True,
+                          env={**os.environ, "PROMO_DATABASE_URL": ""}, timeout=60)
+    return done.returncode, done.stdout.splitlines()
+
+
 def free_ports(count: int) -> int:
     """The first of ``count`` consecutive free loopback ports."""
     while True:

@@ -3,10 +3,8 @@ and each invariant, broken on purpose by hand-written SQL, is reported by name."
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 
 import psycopg2
@@ -15,15 +13,8 @@ import pytest
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2_grpc
 from tests.conftest import Running, bearer
-from tests.processes import promo_server
+from tests.processes import check
 from tests.test_lifecycle import Api
-
-
-def check(db_url: str) -> tuple[int, list[str]]:
-    """Runs `promo-server check`: its exit status and the lines it printed."""
-    done = subprocess.run(promo_server("check", "--db", db_url), capture_output=True, text=True,
-                          env={**os.environ, "PROMO_DATABASE_URL": ""}, timeout=60)
-    return done.returncode, done.stdout.splitlines()
 
 
 def tamper(db_url: str, *statements: str) -> None:

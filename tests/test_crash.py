@@ -30,8 +30,7 @@ import pytest
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, profile_pb2, promotion_pb2, promotion_pb2_grpc
 from tests.conftest import bearer
-from tests.processes import create_project, free_port, serving
-from tests.test_check import check
+from tests.processes import check, create_project, free_port, serving
 
 ROUNDS = int(os.environ.get("PROMO_CRASH_ROUNDS", "3"))
 THREADS = 6

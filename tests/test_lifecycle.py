@@ -3,6 +3,8 @@ validate and activate, limits under concurrency, request ids, rollback, redempti
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from promo.v1 import (
     promotion_pb2_grpc,
 )
 from tests.conftest import Project, Running, bearer
+from tests.processes import check
 from tests.rpc import error_reason, field_violations, refused
 
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
@@ -154,6 +157,59 @@ def test_a_code_made_single_use_while_attached_takes_no_one_more(api: Api) -> No
     )
     assert api.attach("bob", promo, "TWO-1").code == "TWO-1"  # bob's attachment, as it was
     assert api.code("TWO-1").attachment_count == 2
+
+
+def exported_holders(api: Api, promotion: str) -> dict[str, str]:
+    """Each code of the promotion's pool and the profile_id ExportCodes shows for it."""
+    data = b"".join(response.chunk for response in api.codes.ExportCodes(
+        pb.ExportCodesRequest(promotion=promotion), metadata=bearer(api.key)))
+    return {row["code"]: row["profile_id"] for row in csv.DictReader(io.StringIO(data.decode()))}
+
+
+def test_a_code_made_single_use_is_for_the_profiles_attached_to_it(api: Api) -> None:
+    promo = api.promotion("p", redeem_code_limit=2)
+    api.pool(promo, "TWO-1")
+    api.attach("ann", promo, "TWO-1")
+    api.attach("bob", promo, "TWO-1")
+
+    set_limit(api, promo, "redeem_code_limit", 1)
+
+    answer = api.validate("TWO-1", "cid")
+    assert (answer.valid, answer.reason) == (False, "CODE_ATTACHED_TO_OTHER_PROFILE")
+    assert reason_of(lambda: api.activate("TWO-1", "cid"), FAILED) == (
+        "CODE_ATTACHED_TO_OTHER_PROFILE"
+    )
+    assert api.code("TWO-1").redemption_count == 0
+    assert api.activate("TWO-1", "bob").profile_id == "bob"
+    assert reason_of(lambda: api.activate("TWO-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
+
+
+def test_a_code_made_shared_is_held_by_no_one(api: Api, running: Running) -> None:
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "ONE-1", "ONE-2")
+    api.attach("ann", promo, "ONE-1")
+    api.attach("ann", promo, "ONE-2")
+
+    set_limit(api, promo, "redeem_code_limit", 3)
+
+    assert api.code("ONE-1").profile_id == ""
+    assert exported_holders(api, promo) == {"ONE-1": "", "ONE-2": ""}
+    assert api.validate("ONE-1", "cid").valid
+    assert api.activate("ONE-1", "cid").profile_id == "cid"  # anyone may redeem a shared code
+    api.attach("bob", promo, "ONE-1")
+    assert api.activate("ONE-1", "bob").profile_id == "bob"
+    assert api.code("ONE-1").attachment_count == 2
+    assert check(running.db_url)[0] == 0
+
+    set_limit(api, promo, "redeem_code_limit", 1)
+
+    # ONE-2's holder binds it again; ONE-1 went to two profiles while it was shared.
+    assert api.code("ONE-2").profile_id == "ann"
+    assert exported_holders(api, promo)["ONE-2"] == "ann"
+    assert reason_of(lambda: api.activate("ONE-2", "bob"), FAILED) == (
+        "CODE_ATTACHED_TO_OTHER_PROFILE"
+    )
+    assert api.activate("ONE-2", "ann").profile_id == "ann"
 
 
 def test_detach_without_a_profile_needs_a_single_holder(api: Api) -> None:

@@ -18,7 +18,7 @@ from google.protobuf import field_mask_pb2
 from promo.v1 import code_pb2 as pb
 from promo.v1 import code_pb2_grpc, promotion_pb2, promotion_pb2_grpc
 from tests.conftest import Project, Running, bearer
-from tests.test_check import check
+from tests.processes import check
 from tests.test_lifecycle import Api, in_parallel, reasons, set_limit
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from peewee import JOIN, ColumnBase
+from peewee import JOIN, Case, ColumnBase
 
 from promo_server.domain import codes as domain
 from promo_server.domain.errors import NotFound
@@ -66,6 +66,13 @@ def state_filter(name: str | None, now: datetime) -> ColumnBase | None:
 
 _Holder = Profile.alias("holder")
 _Issued = Promotion.alias("issued")
+# The holder a Code shows: a single-use code's only. One kept from when the code was
+# single-use binds no one while its promotion's limit lets several redeem it.
+_SHOWN_HOLDER = Case(
+    None,
+    [(Code.promotion.is_null() | (Promotion.redeem_code_limit == 1), _Holder.profile_id)],
+    None,
+)
 
 
 def _viewed() -> Any:
@@ -77,7 +84,7 @@ def _viewed() -> Any:
             Code.active,
             Code.expire_time,
             Code.retire_time,
-            _Holder.profile_id,
+            _SHOWN_HOLDER,
             Code.attachment_count,
             Code.redemption_count,
             _Issued.external_id,
@@ -186,6 +193,10 @@ def export_lines(target: Pool, where: ColumnBase | None) -> Iterator[str]:
     )
     time_text = _sqlite_time if is_sqlite() else _postgres_time
     promotion = target.external_id
+    # As _SHOWN_HOLDER: a holder shows on a single-use code only.
+    single_use = target.promotion_id is None or Promotion.select(
+        Promotion.redeem_code_limit
+    ).where(Promotion.id == target.promotion_id).scalar() == 1
     after = 0
     while True:
         # Raw rows: Peewee's per-value conversion would cost more than the export.
@@ -194,7 +205,7 @@ def export_lines(target: Pool, where: ColumnBase | None) -> Iterator[str]:
             yield (
                 f"{row[1]},{promotion},{'true' if row[2] else 'false'},"
                 f"{time_text(row[3])},{'false' if row[4] is None else 'true'},"
-                f"{_csv_field(row[5]) if row[5] else ''},"
+                f"{_csv_field(row[5]) if row[5] and single_use else ''},"
                 f"{row[6]},{row[7]},{time_text(row[8])}\n"
             )
         if len(rows) < EXPORT_BATCH:

@@ -68,6 +68,7 @@ class Redeemable(NamedTuple):
     expire_time: datetime | None
     holder_id: int | None
     redemption_count: int
+    attachment_count: int
     # The promotion of the code's pool, else the one a global-pool code was issued
     # for; None for a global-pool code issued for none.
     promo_id: int | None
@@ -90,7 +91,7 @@ class Stale(Exception):
 _REDEEMABLE = (
     "SELECT c.id, c.code, c.promotion_id, c.issued_for_id, c.active, "
     "c.retire_time IS NOT NULL, c.expire_time, c.holder_id, c.redemption_count, "
-    "p.id, p.external_id, p.update_time, p.redemption_count{profile_columns} "
+    "c.attachment_count, p.id, p.external_id, p.update_time, p.redemption_count{profile_columns} "
     "FROM code c LEFT JOIN promotion p ON p.id = coalesce(c.promotion_id, c.issued_for_id) "
     "{profile_join}WHERE c.project_id = ? AND c.code_key = ?"
 )
@@ -116,11 +117,12 @@ def redeemable(project_id: int, code: str, profile_id: str | None = None) -> Red
     if row is None:
         return None
     (id_, text, promotion_id, issued_for_id, active, retired, expire_time, holder_id,
-     redemption_count, promo_id, promo_external_id, promo_version, promo_count) = row[:13]
-    profile_row_id, attributes, used = row[13:] if profile_id is not None else (None, "{}", 0)
+     redemption_count, attachment_count, promo_id, promo_external_id, promo_version,
+     promo_count) = row[:14]
+    profile_row_id, attributes, used = row[14:] if profile_id is not None else (None, "{}", 0)
     return Redeemable(
         id_, text, promotion_id, issued_for_id, bool(active), bool(retired),
-        _EXPIRE_TIME(expire_time), holder_id, redemption_count,
+        _EXPIRE_TIME(expire_time), holder_id, redemption_count, attachment_count,
         promo_id, promo_external_id or "", promo_version, promo_count or 0,
         profile_row_id, attributes or "{}", None if profile_row_id is None else used or 0,
     )
@@ -151,7 +153,12 @@ def attachment_of(code_id: int, profile_id: int) -> Attachment | None:
 def attach(
     code: Code, profile_id: int, promotion_id: int, *, single_use: bool, now: datetime
 ) -> Attachment:
-    """Attaches the code to the profile; the same attachment again for the same profile."""
+    """Attaches the code to the profile; the same attachment again for the same profile.
+
+    A single-use code gets the profile as its holder. A shared code has none: one
+    it kept from when it was single-use (its promotion's limit raised since) goes
+    as a second profile attaches it.
+    """
     existing = attachment_of(code.id, profile_id)
     if existing is not None:
         return existing
@@ -162,7 +169,7 @@ def attach(
             Code.issued_for: fn.COALESCE(Code.issued_for, promotion_id)
             if code.promotion_id is None
             else Code.issued_for,
-            **({Code.holder: profile_id} if single_use else {}),
+            Code.holder: profile_id if single_use else None,
         }
     ).where(
         # A single-use code goes to one profile: none may hold it or be attached to it.
@@ -263,12 +270,14 @@ def usage_count(promotion_id: int, profile_id: int) -> int:
 
 
 # One redemption's statements. Each counter's UPDATE is guarded by its limit
-# (NULL: none) and by what the checks read; the code's also by its state.
+# (NULL: none) and by what the checks read; the code's also by its state and,
+# when it is single-use, by its holder (the profile given; NULL for a shared code).
 _COUNT_CODE = (
     "UPDATE code SET redemption_count = redemption_count + 1, "
     "hand_out_time = coalesce(hand_out_time, ?) "
     "WHERE id = ? AND active AND retire_time IS NULL "
-    "AND (expire_time IS NULL OR expire_time > ?) AND (holder_id IS NULL OR holder_id = ?) "
+    "AND (expire_time IS NULL OR expire_time > ?) "
+    "AND (holder_id IS NULL OR holder_id = coalesce(?, holder_id)) "
     "AND coalesce(promotion_id, 0) = ? AND coalesce(issued_for_id, 0) = ? "
     "AND redemption_count < coalesce(?, redemption_count + 1)"
 )
@@ -375,9 +384,11 @@ def redeem(
     holds the lock on its row (or share) for as short a time as possible.
     """
     public_id = str(uuid.uuid4())
+    limit = rules.code_limit(promotion, in_global_pool=code.promotion_id is None)
+    # A holder binds a single-use code only: NULL lets any profile by (see _COUNT_CODE).
+    holder = profile_id if limit == 1 else None
     count_code: tuple[Any, ...] = (
-        now, code.id, now, profile_id, code.promotion_id or 0, code.issued_for_id or 0,
-        rules.code_limit(promotion, in_global_pool=code.promotion_id is None),
+        now, code.id, now, holder, code.promotion_id or 0, code.issued_for_id or 0, limit,
     )
     record = (public_id, project_id, code.id, code.promo_id, profile_id, request_id or None,
               rules.REDEEMED, reward, now)

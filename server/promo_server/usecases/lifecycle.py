@@ -301,7 +301,7 @@ def _check(project_id: int, attempt: Attempt) -> _Checked:
                           attributes=row.profile_attributes)
     else:
         profile = _profile(project_id, ref)
-    if row.holder_id is not None and row.holder_id != profile.id:
+    if not _may_redeem(row, promo_rules, profile.id):
         raise rules.refuse(
             rules.CODE_ATTACHED_TO_OTHER_PROFILE,
             f"code {attempt.code!r} is attached to another profile",
@@ -319,6 +319,23 @@ def _check(project_id: int, attempt: Attempt) -> _Checked:
     except rewards.Refused as refusal:
         raise rules.refuse(refusal.reason, refusal.message) from None
     return _Checked(row, promo_rules, profile, reward, now)
+
+
+def _may_redeem(
+    row: store.Redeemable, promo_rules: promotion_rules.Promotion | None, profile_id: int
+) -> bool:
+    """Whether the profile may redeem the code as its promotion's rules stand now.
+
+    Anyone may redeem a shared code. A single-use code attached to someone is
+    its holder's; one attached to several profiles while it was shared (its
+    promotion's limit since lowered to 1) is theirs, for whichever comes first.
+    A holder kept from when a shared code was single-use binds no one.
+    """
+    if not rules.is_single_use(promo_rules, in_global_pool=row.promotion_id is None):
+        return True
+    if row.holder_id is not None:
+        return row.holder_id == profile_id
+    return row.attachment_count == 0 or store.attachment_of(row.id, profile_id) is not None
 
 
 def _check_limits(checked: _Checked, *, count_profile: bool = True) -> None:
