@@ -668,6 +668,49 @@ def test_a_bad_request_names_every_bad_field_at_once(
     assert set(field_violations(error)) == expected
 
 
+MALFORMED = "no such!"
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda api, md: api.promotions.GetPromotion(
+            promotion_pb2.GetPromotionRequest(external_id=MALFORMED), metadata=md),
+         "external_id"),
+        (lambda api, md: api.promotions.DeletePromotion(
+            promotion_pb2.DeletePromotionRequest(external_id=MALFORMED), metadata=md),
+         "external_id"),
+        (lambda api, md: api.promotions.UpdatePromotion(promotion_pb2.UpdatePromotionRequest(
+            promotion=promotion_pb2.Promotion(external_id=MALFORMED),
+            update_mask=field_mask_pb2.FieldMask(paths=["state"])), metadata=md),
+         "promotion.external_id"),
+        (lambda api, md: api.codes.AttachCode(
+            pb.AttachCodeRequest(promotion=MALFORMED, profile=ref("ann")), metadata=md),
+         "promotion"),
+        (lambda api, md: api.codes.ListCodes(pb.ListCodesRequest(promotion=MALFORMED),
+                                             metadata=md), "promotion"),
+        (lambda api, md: api.codes.ListRedemptions(
+            pb.ListRedemptionsRequest(promotion=MALFORMED), metadata=md), "promotion"),
+        (lambda api, md: api.codes.GenerateCodes(
+            pb.GenerateCodesRequest(promotion=MALFORMED, pattern="A-####", count=1),
+            metadata=md), "promotion"),
+        (lambda api, md: list(api.codes.ExportCodes(
+            pb.ExportCodesRequest(promotion=MALFORMED), metadata=md)), "promotion"),
+        (lambda api, md: api.codes.ImportCodes(iter([
+            pb.ImportCodesRequest(spec=pb.ImportCodesRequest.Spec(promotion=MALFORMED)),
+            pb.ImportCodesRequest(chunk=b"A-1\n")]), metadata=md), "spec.promotion"),
+    ],
+    ids=["GetPromotion", "DeletePromotion", "UpdatePromotion", "AttachCode", "ListCodes",
+         "ListRedemptions", "GenerateCodes", "ExportCodes", "ImportCodes"],
+)
+def test_a_promotion_id_no_promotion_could_have_is_a_bad_field(
+    api: Api, call: Callable[[Api, Any], Any], field: str
+) -> None:
+    error = refused(lambda: call(api, bearer(api.key)), grpc.StatusCode.INVALID_ARGUMENT)
+
+    assert field_violations(error) == {field: "must be 1..255 characters of [-_.A-Za-z0-9]"}
+
+
 # --- no deadlocks between concurrent writers ------------------------------------------
 
 

@@ -15,6 +15,7 @@ from promo_server.api.convert import (
     code_to_proto,
     enum_name,
     import_result_to_proto,
+    pool_from_proto,
     profile_ref_from_proto,
     time_from_proto,
     time_to_proto,
@@ -55,13 +56,14 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
         self, request: pb.GenerateCodesRequest, context: grpc.ServicerContext
     ) -> pb.GenerateCodesResponse:
         problems: list[FieldViolation] = []
+        promotion = pool_from_proto(request.promotion, "promotion", problems)
         expire_time = (
             time_from_proto(request.expire_time, "expire_time", problems)
             if request.HasField("expire_time")
             else None
         )
         generated = codes.generate(
-            auth.current().project_id, request.promotion, request.count, request.pattern,
+            auth.current().project_id, promotion, request.count, request.pattern,
             expire_time, known=problems,
         )
         return pb.GenerateCodesResponse(generated=generated)
@@ -69,8 +71,11 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
     def ExportCodes(
         self, request: pb.ExportCodesRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExportCodesResponse]:
-        state = _code_filter(request.filter)
-        for chunk in codes.export(auth.current().project_id, request.promotion, state):
+        problems = Violations()
+        promotion = pool_from_proto(request.promotion, "promotion", problems.items)
+        state = problems.check(lambda: _code_filter(request.filter), None)
+        problems.raise_if_any()
+        for chunk in codes.export(auth.current().project_id, promotion, state):
             yield pb.ExportCodesResponse(chunk=chunk)
 
     def GetCode(self, request: pb.GetCodeRequest, context: grpc.ServicerContext) -> pb.Code:
@@ -80,11 +85,12 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
         self, request: pb.ListCodesRequest, context: grpc.ServicerContext
     ) -> pb.ListCodesResponse:
         problems = Violations()
+        promotion = pool_from_proto(request.promotion, "promotion", problems.items)
         profile = _profile_ref(request.profile, problems)
         state = problems.check(lambda: _code_filter(request.filter), None)
         items, token = codes.list_page(
             auth.current().project_id,
-            promotion=request.promotion,
+            promotion=promotion,
             profile=profile,
             state=state,
             page_size=request.page_size,
@@ -118,9 +124,10 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
                    ) -> pb.Attachment:
         problems = Violations()
         ref = _profile_ref(request.profile, problems)
+        promotion = pool_from_proto(request.promotion, "promotion", problems.items)
         code = request.code if request.HasField("code") else None
         attached = lifecycle.attach(
-            auth.current().project_id, ref, request.promotion, code, known=problems.items
+            auth.current().project_id, ref, promotion, code, known=problems.items
         )
         return pb.Attachment(
             code=attached.code, promotion=attached.promotion, profile_id=attached.profile_id,
@@ -165,10 +172,11 @@ class CodeService(code_pb2_grpc.CodeServiceServicer):
         self, request: pb.ListRedemptionsRequest, context: grpc.ServicerContext
     ) -> pb.ListRedemptionsResponse:
         problems = Violations()
+        promotion = pool_from_proto(request.promotion, "promotion", problems.items)
         profile = _profile_ref(request.profile, problems)
         items, token = lifecycle.list_redemptions(
             auth.current().project_id,
-            promotion=request.promotion,
+            promotion=promotion,
             code=request.code,
             profile=profile,
             page_size=request.page_size,
@@ -252,6 +260,7 @@ def redemption_to_proto(redemption: lifecycle.RedemptionView) -> pb.Redemption:
 
 def _import_spec(spec: pb.ImportCodesRequest.Spec) -> domain.ImportSpec:
     problems: list[FieldViolation] = []
+    pool_from_proto(spec.promotion, "spec.promotion", problems)
     mode = (
         "REPLACE"
         if spec.mode == pb.ImportCodesRequest.Spec.MODE_UNSPECIFIED

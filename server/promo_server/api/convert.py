@@ -12,7 +12,7 @@ from promo.v1 import promotion_pb2 as pb
 from promo_server.domain import codes
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation
-from promo_server.domain.values import text_problem
+from promo_server.domain.values import external_id_problem, text_problem
 
 _EPOCH = datetime(1970, 1, 1)
 # The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
@@ -155,6 +155,14 @@ def promotion_to_proto(promotion: domain.Promotion) -> pb.Promotion:
         low_stock_threshold=promotion.low_stock_threshold,
         available_code_count=promotion.available_code_count,
     )
+
+
+def pool_from_proto(promotion: str, path: str, problems: list[FieldViolation]) -> str:
+    """A request's promotion external id, "" naming the global pool (or none given): one
+    no promotion could have is a bad field, not an unknown promotion."""
+    if promotion and (problem := external_id_problem(promotion)):
+        problems.append(FieldViolation(path, problem))
+    return promotion
 
 
 def profile_ref_from_proto(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from promo_server.domain import pagination
 from promo_server.domain import promotions as domain
 from promo_server.domain.errors import FieldViolation, InvalidArgument, Violations
+from promo_server.domain.values import external_id_problem
 from promo_server.store import audit
 from promo_server.store import promotions as store
 from promo_server.store.db import write_transaction
@@ -120,6 +121,8 @@ def _fields_of(mask: Sequence[str], out: Violations) -> tuple[str, ...]:
 
 
 def _required_id(external_id: str, field: str) -> str:
-    if not external_id:
-        raise InvalidArgument.field(field, "is required")
+    """The id, which must be one a promotion could have: else a bad field, not an
+    unknown promotion."""
+    if problem := external_id_problem(external_id):
+        raise InvalidArgument.field(field, problem)
     return external_id
