@@ -442,6 +442,9 @@ ATTRIBUTES = [
     (DATE, "LT", WHEN, WHEN, False),
     (DATE, "LE", WHEN, "2026-01-31T05:30:00+05:30", True),  # 00:00Z
     (DATE, "LE", WHEN, "2026-01-31T00:00:00.5Z", False),
+    (DATE, "GT", WHEN, "2026-01-31T00:00:00.000000001Z", True),  # to the nanosecond
+    (DATE, "EQ", "2026-01-31T00:00:00.0000001Z", "2026-01-31T01:00:00.000000100+01:00", True),
+    (DATE, "LT", "2026-01-31T00:00:00.0000002Z", "2026-01-31T00:00:00.0000001Z", True),
     (DATE, "EQ", WHEN, "2026-01-31", False),  # a bare date is not RFC 3339
     (DATE, "NE", WHEN, "yesterday", False),
 ]

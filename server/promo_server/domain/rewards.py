@@ -18,10 +18,11 @@ expects:
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any
 
@@ -223,13 +224,24 @@ def _attribute_problem(condition: AttributeCondition, value: str | None) -> str 
     return None
 
 
-def _typed(type_: str, text: str) -> str | Decimal | datetime | None:
+def _typed(type_: str, text: str) -> str | Decimal | tuple[datetime, int] | None:
     """The attribute text as its condition compares it; None when it is not one."""
     if type_ == "NUMBER":
         return Decimal(text) if DECIMAL.fullmatch(text) else None
     if type_ == "DATE":
-        return parse_rfc3339(text)
+        return _instant(text)
     return text
+
+
+def _instant(text: str) -> tuple[datetime, int] | None:
+    """An RFC 3339 date-time as (UTC second, nanoseconds): compared to the nanosecond
+    RFC 3339 may give, where a datetime keeps only microseconds."""
+    moment = parse_rfc3339(text)
+    if moment is None:
+        return None
+    fraction = text[19:].partition(".")[2]
+    digits = "".join(itertools.takewhile(str.isdigit, fraction))
+    return moment.astimezone(UTC).replace(microsecond=0), int(digits.ljust(9, "0"))
 
 
 def _reward(promotion: Promotion, cart: Cart) -> Reward:
