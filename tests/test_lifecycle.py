@@ -3,10 +3,13 @@ validate and activate, limits under concurrency, request ids, rollback, redempti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+import psycopg2
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
@@ -172,6 +176,57 @@ def test_a_code_made_single_use_is_for_the_profiles_attached_to_it(api: Api) -> 
     assert api.code("TWO-1").redemption_count == 0
     assert api.activate("TWO-1", "bob").profile_id == "bob"
     assert reason_of(lambda: api.activate("TWO-1", "ann"), EXHAUSTED) == "CODE_LIMIT_REACHED"
+
+
+@contextlib.contextmanager
+def profile_being_created(db_url: str, project_id: int, profile_id: str) -> Iterator[None]:
+    """Another client in the middle of creating the profile: a call that creates it too
+    waits until the block ends (on SQLite, every write waits)."""
+    if db_url.startswith("sqlite"):
+        blocker: Any = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+        blocker.execute("BEGIN IMMEDIATE")
+    else:
+        blocker = psycopg2.connect(db_url)
+        blocker.cursor().execute(
+            "INSERT INTO profile (project_id, profile_id, attributes, create_time, update_time)"
+            " VALUES (%s, %s, '{}', now(), now())", (project_id, profile_id))
+    try:
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def test_an_attach_that_read_a_shared_promotion_made_single_use_meanwhile_takes_no_one_more(
+    api: Api, running: Running, project: Project
+) -> None:
+    """bob's attach reads the promotion (shared), then waits to store bob; meanwhile the
+    code is made single-use and ann attaches it. bob's attach must then be refused,
+    not count as shared and drop ann's hold."""
+    promo = api.promotion("p", redeem_code_limit=5)
+    api.pool(promo, "RACE-1")
+    api.attach("ann", promo, "RACE-2")  # ann exists: her attach stores no profile
+    with ThreadPoolExecutor(max_workers=2) as calls:
+        with profile_being_created(running.db_url, project.id, "bob"):
+            bob = calls.submit(api.attach, "bob", promo, "RACE-1")
+            time.sleep(0.3)  # bob's attach has read the promotion
+
+            def made_single_use_then_ann() -> Any:
+                set_limit(api, promo, "redeem_code_limit", 1)
+                return api.attach("ann", promo, "RACE-1")
+
+            ann = calls.submit(made_single_use_then_ann)
+            time.sleep(0.3)
+        answers = []
+        for attaching in (bob, ann):
+            try:
+                answers.append(attaching.result(timeout=20).profile_id)
+            except grpc.RpcError as error:
+                answers.append(error_reason(error)[1])
+
+    assert sorted(answers) in (["CODE_ALREADY_ATTACHED", "ann"], ["CODE_ALREADY_ATTACHED", "bob"])
+    assert api.code("RACE-1").attachment_count == 1
+    assert check(running.db_url)[0] == 0
 
 
 def test_a_code_made_shared_is_held_by_no_one(api: Api, running: Running) -> None:

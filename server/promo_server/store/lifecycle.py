@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, ColumnBase, IntegrityError, fn
 from psycopg2.errorcodes import NOT_NULL_VIOLATION
 
 from promo_server.domain import lifecycle as rules
@@ -157,11 +157,23 @@ def attach(
 
     A single-use code gets the profile as its holder. A shared code has none: one
     it kept from when it was single-use (its promotion's limit raised since) goes
-    as a second profile attaches it.
+    as a second profile attaches it. The promotion was read without a lock, so a
+    shared attach counts only while the promotion is still shared; else it is
+    made again as the single-use attach it now is (which another profile's hold
+    may refuse).
     """
     existing = attachment_of(code.id, profile_id)
     if existing is not None:
         return existing
+    allowed: ColumnBase
+    if single_use:
+        # A single-use code goes to one profile: none may hold it or be attached to it.
+        allowed = Code.holder.is_null() & (Code.attachment_count == 0)
+    else:
+        allowed = fn.EXISTS(Promotion.select(Promotion.id).where(
+            (Promotion.id == promotion_id)
+            & (Promotion.redeem_code_limit.is_null() | (Promotion.redeem_code_limit != 1))
+        ))
     taken = Code.update(
         {
             Code.hand_out_time: fn.COALESCE(Code.hand_out_time, now),
@@ -171,12 +183,10 @@ def attach(
             else Code.issued_for,
             Code.holder: profile_id if single_use else None,
         }
-    ).where(
-        # A single-use code goes to one profile: none may hold it or be attached to it.
-        (Code.id == code.id)
-        & ((Code.holder.is_null() & (Code.attachment_count == 0)) if single_use else True)
-    )
+    ).where((Code.id == code.id) & allowed)
     if not taken.execute():
+        if not single_use:  # made single-use since it was read
+            return attach(code, profile_id, promotion_id, single_use=True, now=now)
         holder = Code.get_by_id(code.id).holder_id
         existing = attachment_of(code.id, profile_id) if holder == profile_id else None
         if existing is not None:
@@ -442,25 +452,30 @@ def redemption(project_id: int, public_id: str) -> Redemption:
     return found  # type: ignore[no-any-return]
 
 
-# A rollback's first lock on PostgreSQL: the promotion's row, shared as activations
-# share it, and whether its count is kept in shares (no total limit).
-_LOCK_PROMOTION = Statement(
-    "SELECT redeem_total_limit IS NULL FROM promotion WHERE id = ? FOR KEY SHARE"
-)
+# Whether a promotion keeps its count in shares (it has no total limit); and, as a
+# rollback's first lock on PostgreSQL, the same with the promotion's row locked as
+# such activations lock it.
+_IN_SHARES = "SELECT redeem_total_limit IS NULL FROM promotion WHERE id = ?"
+_READ_IN_SHARES = Statement(_IN_SHARES)
+_LOCK_IN_SHARES = Statement(f"{_IN_SHARES} FOR KEY SHARE")
 
 
 def roll_back(found: Redemption, reason: str, now: datetime) -> None:
     """Gives the redemption's use back to every limit it counted against.
 
-    On PostgreSQL it first takes the lock on the promotion's row that activations
-    of a promotion without a total limit take first (see _REDEEM_IN_SHARES_STATEMENT),
-    and gives such a use back to a share: taking the code's row first, then waiting
-    for the promotion's behind an UpdatePromotion that waited for those activations,
-    deadlocked. The lock also keeps the limit, and so where the count is, as read.
+    On PostgreSQL it takes the rows in the order an activation of the promotion
+    does: against the other order, behind an UpdatePromotion waiting for one of
+    them, a rollback and an activation deadlocked. So for a promotion without a
+    total limit it first locks the promotion's row as those activations do (see
+    _REDEEM_IN_SHARES_STATEMENT), which also keeps where the count is as read, and
+    gives the use back to a share. With a limit it takes the code's row, the
+    usage's and last the promotion's, as _REDEEM_ONE_STATEMENT does; should the
+    limit go meanwhile, the row's count is still part of the sum.
     """
     in_shares = False
-    if found.promotion_id is not None and not is_sqlite():
-        row = execute(_LOCK_PROMOTION, (found.promotion_id,)).fetchone()
+    if (found.promotion_id is not None and not is_sqlite()
+            and execute(_READ_IN_SHARES, (found.promotion_id,)).fetchone() == (True,)):
+        row = execute(_LOCK_IN_SHARES, (found.promotion_id,)).fetchone()
         in_shares = row is not None and bool(row[0])
     changed = Redemption.update(
         {Redemption.state: rules.ROLLED_BACK, Redemption.rollback_time: now,
