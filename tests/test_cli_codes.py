@@ -118,7 +118,9 @@ def test_append_from_stdin_with_json_then_export_to_stdout(promo) -> None:  # ty
     exported = promo("codes", "export")
 
     assert appended.exit_code == 0, appended.output
-    assert json.loads(appended.stdout) == {"imported": "1"}
+    assert json.loads(appended.stdout) == {
+        "imported": "1", "duplicates": "0", "rejected": "0", "retired": "0", "errors": []
+    }
     assert csv_codes(exported.stdout) == ["A-1", "A-2", "A-3"]
     assert exported.stderr == "exported 3 codes to <stdout>\n"
 

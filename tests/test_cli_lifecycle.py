@@ -141,6 +141,17 @@ def test_the_readme_walkthrough_runs_as_written(
     assert again["valid"] == "yes"
 
 
+def test_json_output_keeps_false_zero_and_empty_fields(summer: Run) -> None:
+    refused = summer("--json", "codes", "validate", "S-1", "--profile-id", "ann",
+                     "--currency", "EUR", "--item", "shirt:1:5.00")
+    code = summer("--json", "codes", "get", "S-2")
+
+    assert json.loads(refused.stdout) == {"valid": False, "reason": "CONDITIONS_NOT_MET"}
+    shown = json.loads(code.stdout)
+    assert (shown["active"], shown["retired"], shown["profileId"]) == (True, False, "")
+    assert (shown["attachmentCount"], shown["redemptionCount"]) == ("0", "0")
+
+
 def test_json_output_parses(summer: Run, tmp_path: Path) -> None:
     profile = summer(
         "--json",

@@ -16,7 +16,7 @@ import pytest
 
 from promo import errors
 from promo.client import PromoClient
-from promo.v1 import code_pb2, code_pb2_grpc
+from promo.v1 import code_pb2, code_pb2_grpc, promotion_pb2
 from tests.conftest import Project, Running
 
 PROMOTION = {
@@ -279,3 +279,24 @@ def test_export_counts_records_not_line_breaks() -> None:
 
     assert out.getvalue() == _QuotingExport.CSV
     assert count == 3 == len(list(csv.DictReader(io.StringIO(out.getvalue().decode()))))
+
+
+def test_an_import_from_a_file_opened_as_text_says_to_open_it_in_binary(
+    client: PromoClient, tmp_path: Path
+) -> None:
+    source = write_codes(tmp_path / "codes.csv", ["T-1"])
+
+    with open(source) as text, pytest.raises(TypeError, match="'rb'"):
+        client.import_csv(text, "summer-sale")
+
+    assert exported(client) == []
+
+
+def test_an_update_mask_may_be_given_as_a_field_mask_text(client: PromoClient) -> None:
+    updated = client.update_promotion(
+        {"externalId": "summer-sale", "state": "INACTIVE", "redeemTotalLimit": "5"},
+        "state,redeem_total_limit",
+    )
+
+    assert (updated.state, updated.redeem_total_limit) == (promotion_pb2.Promotion.INACTIVE, 5)
+    assert updated.discount.percent == "15.00"  # not in the mask: kept

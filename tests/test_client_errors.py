@@ -312,6 +312,54 @@ def test_client_without_a_key_sends_no_authorization(
     assert "authorization" not in servicer.metadata[0]
 
 
+def test_client_sends_a_key_without_the_line_break_a_key_file_ends_with(
+    refusing_server: tuple[str, _RefusingPromotions],
+) -> None:
+    target, servicer = refusing_server
+
+    with PromoClient(target, "secret-key\n") as client, pytest.raises(errors.FailedPrecondition):
+        client.get_promotion("summer-sale")
+
+    assert servicer.metadata[0]["authorization"] == "Bearer secret-key"
+
+
+@pytest.mark.parametrize("key", ["ключ", "two words", "a\tb"])
+def test_a_key_no_server_could_accept_is_refused_before_any_call(key: str) -> None:
+    with pytest.raises(ValueError, match="PROMO_API_KEY"):
+        PromoClient("127.0.0.1:1", key)
+
+    result = CliRunner().invoke(cli, ["--target", "127.0.0.1:1", "--api-key", key,
+                                      "promotions", "get", "summer-sale"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the API key holds a character no key has")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("closed", "args"), [
+    ("stdin", ["promotions", "create", "--file", "-"]),
+    ("stdin", ["codes", "import", "-", "--promotion", "p"]),
+    ("stdout", ["promotions", "list"]),
+    ("stdout", ["codes", "export", "--promotion", "p"]),
+])
+def test_the_promo_command_names_a_closed_standard_stream(closed: str, args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from promo.entry import main; main()",
+         "--target", "127.0.0.1:1", "--api-key", "k", *args],
+        stdin=None if closed == "stdout" else subprocess.DEVNULL,
+        capture_output=closed != "stdout", text=True, timeout=60,
+        preexec_fn=lambda: os.close(0 if closed == "stdin" else 1),
+        **({"stderr": subprocess.PIPE} if closed == "stdout" else {}),
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: <stdin>: cannot read: standard input is closed" if closed == "stdin" else
+        "error: standard output is closed: promo prints its answers there "
+        "(redirect it to /dev/null to drop them)"
+    ]
+
+
 def test_client_retries_idempotent_calls_after_unavailable(
     refusing_server: tuple[str, _RefusingPromotions],
 ) -> None:

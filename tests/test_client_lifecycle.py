@@ -66,6 +66,7 @@ def test_a_profile_is_upserted_and_found_by_each_mode(client: PromoClient) -> No
     for ref in (
         "ann-42",
         {"profile_id": "ann-42"},
+        {"profileId": "ann-42"},  # either case, as every other mapping the client takes
         {"email": "ann@example.com"},
         {"phone": "+100"},
         {"custom": {"field": "crm_id", "value": "C-7"}},

@@ -64,7 +64,7 @@ class App:
         if self._client is None:
             try:
                 client = self._connect()
-            except ValueError as err:  # a TLS file that cannot work
+            except ValueError as err:  # a TLS file that cannot work, a key that cannot be sent
                 raise CliFailure(str(err)) from err
             self._client = self._ctx.with_resource(client)
         return self._client
@@ -72,7 +72,7 @@ class App:
     def show(self, message: _M, render: Callable[[_M], RenderableType]) -> None:
         """Prints a message as its JSON mapping (--json) or as `render` draws it."""
         if self.as_json:
-            click.echo(json_format.MessageToJson(message, indent=2))
+            click.echo(json.dumps(_as_json(message), indent=2, ensure_ascii=False))
         else:
             self.console.print(render(message))
 
@@ -86,7 +86,7 @@ class App:
     ) -> None:
         """Prints one page of a list (or every page, as one JSON array with --all)."""
         if self.as_json:
-            documents = [json_format.MessageToDict(item) for item in found]
+            documents = [_as_json(item) for item in found]
             self.show_json(
                 documents if every_page else {name: documents, "nextPageToken": next_page_token}
             )
@@ -123,6 +123,9 @@ class _PromoGroup(click.Group):
     """Turns a refused call in any subcommand into the one-line `error:` failure."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        if sys.stdout is None:  # started with it closed (`>&-`): every answer would be lost
+            raise CliFailure("standard output is closed: promo prints its answers there "
+                             "(redirect it to /dev/null to drop them)")
         try:
             return super().invoke(ctx)
         except PromoError as exc:
@@ -190,6 +193,12 @@ def main() -> None:
     cli(prog_name="promo")
 
 
+def _as_json(message: Message) -> dict[str, Any]:
+    """The message in the protobuf JSON mapping, with every field that has no presence
+    (false, 0, "" and empty lists too): a script reads `valid` as false, not missing."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
 def read_message(path: str, message: _M) -> _M:
     """Fills `message` from a JSON file in the protobuf JSON mapping; `-` reads stdin."""
     name = "<stdin>" if path == "-" else path
@@ -202,10 +211,18 @@ def read_message(path: str, message: _M) -> _M:
 
 def _read_bytes(path: str, name: str) -> bytes:
     try:
-        with click.open_file(path, "rb") as file:
+        with _opened(path, name) as file:
             return file.read()
     except OSError as err:
         raise CliFailure(f"{name}: cannot read: {err.strerror}") from err
+
+
+def _opened(path: str, name: str) -> IO[bytes]:
+    """The file at `path` opened to read bytes; stdin for `-`."""
+    try:
+        return click.open_file(path, "rb")  # type: ignore[no-any-return]
+    except RuntimeError as err:  # click finds no stdin: it was closed (`<&-`)
+        raise CliFailure(f"{name}: cannot read: standard input is closed") from err
 
 
 def _parse_json_object(name: str, data: bytes) -> dict[str, Any]:
@@ -936,7 +953,7 @@ def rollback_redemption(app: App, redemption_id: str, reason: str) -> None:
 def _open_input(path: str, name: str) -> Iterator[IO[bytes]]:
     """The file to import (stdin for `-`), kept open while the upload reads it."""
     try:
-        file = click.open_file(path, "rb")
+        file = _opened(path, name)
     except OSError as err:
         raise CliFailure(f"{name}: cannot read: {err.strerror}") from err
     with file:

@@ -131,7 +131,7 @@ class PromoClient:
         if channels < 1:
             raise ValueError(f"channels must be at least 1, not {channels}")
         self.target = target or os.environ.get("PROMO_TARGET") or DEFAULT_TARGET
-        key = api_key if api_key is not None else os.environ.get("PROMO_API_KEY")
+        key = _api_key(api_key if api_key is not None else os.environ.get("PROMO_API_KEY"))
         # Without a key the server answers UNAUTHENTICATED, which is the clearest message.
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {key}"),) if key else ()
@@ -213,6 +213,8 @@ class PromoClient:
         self, promotion: PromotionLike, update_mask: Sequence[str] = ()
     ) -> promotion_pb2.Promotion:
         """Changes the promotion named by its external_id; an empty mask replaces it all."""
+        if isinstance(update_mask, str):  # a FieldMask's text: "state,redeem_total_limit"
+            update_mask = [path for path in update_mask.split(",") if path]
         request = promotion_pb2.UpdatePromotionRequest(
             promotion=_as_promotion(promotion),
             update_mask=field_mask_pb2.FieldMask(paths=update_mask),
@@ -643,7 +645,7 @@ def _as_profile_ref(profile: ProfileLike | None) -> profile_pb2.ProfileRef | Non
         return profile
     if isinstance(profile, str):
         return profile_pb2.ProfileRef(profile_id=profile)
-    return profile_pb2.ProfileRef(**profile)
+    return json_format.ParseDict(profile, profile_pb2.ProfileRef())  # either case of names
 
 
 def _as_cart(cart: CartLike | None) -> code_pb2.Cart | None:
@@ -658,6 +660,19 @@ _E = TypeVar("_E", bound=int)
 def _enum(value: _E | str | None) -> _E | str | None:
     """An enum as protobuf constructors take it: its value, or its name in upper case."""
     return value.upper() if isinstance(value, str) else value
+
+
+def _api_key(key: str | None) -> str | None:
+    """The key as sent: without the line break a key file or a secret mount may end with.
+    gRPC refuses other characters than printable ASCII in metadata, as an INTERNAL error
+    that names neither the key nor the cause: refused here instead."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not all(" " < char <= "~" for char in key):
+        raise ValueError("the API key holds a character no key has (a space, a control "
+                         "or a non-ASCII character): check PROMO_API_KEY (or the key given)")
+    return key
 
 
 @contextlib.contextmanager
@@ -718,6 +733,8 @@ class _Upload:
                     return
                 try:
                     chunk = self._file.read(self._chunk_size)
+                    if isinstance(chunk, str):
+                        raise TypeError("the CSV source gives text: open the file with 'rb'")
                 except Exception as exc:
                     self._fail(exc)
                     return
