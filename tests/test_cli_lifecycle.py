@@ -365,6 +365,11 @@ def test_a_list_too_wide_for_the_terminal_shows_each_row_as_a_block(
     }
     assert block["created (UTC)"].startswith(str(datetime.now(UTC).year))
     assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    codes = narrow("codes", "list", "--promotion", "summer-sale").stdout
+    assert codes.splitlines()[:2] == ["codes of summer-sale", ""]  # no column names the pool
+    assert [line.split() for line in codes.splitlines() if line.startswith("code ")] == [
+        ["code", "S-1"], ["code", "S-2"], ["code", "S-3"]
+    ]
 
 
 @pytest.fixture(scope="module")

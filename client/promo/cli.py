@@ -309,7 +309,8 @@ def _fitted(console: Console, table: RenderableType) -> RenderableType:
     unbounded = console.options.update(max_width=_UNBOUNDED)
     if Measurement.get(console, unbounded, table).maximum <= console.width:
         return table
-    blocks: list[RenderableType] = []
+    # The title names what is listed ("codes of summer-sale"), where no column may.
+    blocks: list[RenderableType] = [cell(str(table.title))] if table.title else []
     columns = [(str(column.header), list(column.cells)) for column in table.columns]
     for row in range(table.row_count):
         if blocks:
