@@ -255,9 +255,9 @@ def test_skip_invalid_imports_the_good_lines_and_lists_the_first_100_bad(api: Ap
 @pytest.mark.parametrize(
     ("stream", "field", "words"),
     [
-        ([b"x" * 2000 + b"\n"], "chunk", "longer than 1024 bytes"),
+        ([b"x" * 5000 + b"\n"], "chunk", "longer than 4096 bytes"),
         ([b"A-1\nB-\xff\n"], "chunk", "line 2 is not UTF-8"),
-        ([b"A-1\n", b"B" * 1500], "chunk", "line 2 is longer"),
+        ([b"A-1\n", b"B" * 5000], "chunk", "line 2 is longer"),
     ],
 )
 def test_a_file_that_is_not_a_code_list_is_refused(
@@ -345,6 +345,42 @@ def test_generated_codes_follow_the_pattern_and_are_new_to_the_project(api: Api)
         f"SALE-{i:02}" for i in range(1, 100, 2)
     }
     assert all(re.fullmatch(r"X[0-9A-Z][A-Z][0-9]-x", c) for c in pool if c.startswith("X"))
+
+
+def test_generate_racing_attaches_of_unknown_codes_of_its_pattern_adds_only_new_ones(
+    api: Api,
+) -> None:
+    """An AttachCode of an unknown code adds it to a pool without the pools' lock: a
+    GenerateCodes drawing the same code once failed INTERNAL on its unique index."""
+    drawn, attached = api.promotion("drawn"), api.promotion("attached")
+    failures: list[str] = []
+    generated = 0
+
+    def attaching(round_: int) -> None:
+        for i in range(100):
+            try:
+                api.codes.AttachCode(pb.AttachCodeRequest(
+                    code=f"R{round_}{i:02d}", promotion=attached,
+                    profile=profile_pb2.ProfileRef(profile_id=f"p{round_}-{i}")),
+                    metadata=bearer(api.key))
+            except grpc.RpcError as error:  # generated into the other pool first
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    failures.append(f"attach {error.code().name}: {error.details()}")
+
+    for round_ in range(6):
+        attacher = threading.Thread(target=attaching, args=(round_,))
+        attacher.start()
+        for _ in range(5):
+            try:
+                generated += api.generate(drawn, 8, f"R{round_}##")
+            except grpc.RpcError as error:
+                failures.append(f"{error.code().name}: {error.details()}")
+        attacher.join()
+
+    assert failures == []
+    pool = api.pool(drawn)
+    assert len(pool) == generated == 6 * 5 * 8
+    assert not pool & api.pool(attached)
 
 
 def test_generate_refuses_what_the_pattern_cannot_give(api: Api) -> None:
@@ -482,6 +518,31 @@ def test_export_quotes_a_holder_whose_id_holds_a_comma_or_a_quote(api: Api) -> N
     assert {len(row) for row in rows} == {9} and all(None not in row for row in rows)
 
 
+def test_an_export_with_the_longest_ids_imports_back(api: Api) -> None:
+    single = api.promotion("p" * 255)
+    api.promotions.UpdatePromotion(
+        promotion_pb2.UpdatePromotionRequest(
+            promotion=promotion_pb2.Promotion(external_id=single, redeem_code_limit=1),
+            update_mask=field_mask_pb2.FieldMask(paths=["redeem_code_limit"]),
+        ),
+        metadata=bearer(api.key),
+    )
+    longest = "C" * 64
+    api.import_csv(lines(longest, "SHORT-1"), single)
+    api.codes.AttachCode(  # 255 characters of 4 bytes each
+        pb.AttachCodeRequest(code=longest, promotion=single,
+                             profile=profile_pb2.ProfileRef(profile_id="\U0001F600" * 255)),
+        metadata=bearer(api.key),
+    )
+    exported = b"".join(r.chunk for r in api.codes.ExportCodes(
+        pb.ExportCodesRequest(promotion=single), metadata=bearer(api.key)))
+    assert max(len(line) for line in exported.split(b"\n")) > 1024
+
+    again = api.import_csv(exported, single, has_header=True)
+
+    assert (again.imported, again.duplicates, again.rejected, again.retired) == (0, 2, 0, 0)
+
+
 def test_generate_and_update_name_every_bad_field_at_once(api: Api) -> None:
     long_ago = timestamp_pb2.Timestamp(seconds=-10**12)
     generate = refused(lambda: api.codes.GenerateCodes(
@@ -515,6 +576,21 @@ def test_a_replace_without_any_code_is_refused_rather_than_emptying_the_pool(
     assert api.pool() == {"KEPT-1"}
     appended = api.import_csv(data, mode=Spec.APPEND, has_header=header, skip_invalid=True)
     assert appended.imported == 0
+
+
+def test_a_replace_of_nothing_but_other_pools_codes_is_refused_too(api: Api) -> None:
+    first, second = api.promotion("first"), api.promotion("second")
+    api.import_csv(lines("A-1", "A-2"), first)
+    api.import_csv(lines("B-1", "B-2"), second)
+
+    error = refused(lambda: api.import_csv(lines("A-1", "a-2"), second, skip_invalid=True),
+                    INVALID)
+
+    assert "every code of the file is in another pool" in field_violations(error)["chunk"]
+    assert api.pool(second) == {"B-1", "B-2"}
+    kept = api.import_csv(lines("A-1", "B-2"), second, skip_invalid=True)  # one of its own
+    assert (kept.rejected, kept.retired) == (1, 1)
+    assert api.pool(second) == {"B-2"}
 
 
 def test_an_import_whose_caller_is_gone_before_the_commit_changes_nothing(

@@ -431,21 +431,21 @@ def test_a_bad_line_is_quoted_back_to_at_most_80_characters(line: str, text: str
 
 
 @pytest.mark.parametrize("line", ["X" * MAX_LINE_BYTES, "é" * (MAX_LINE_BYTES // 2)])
-def test_a_line_of_exactly_1024_bytes_is_only_a_bad_line(line: str) -> None:
+def test_a_line_of_exactly_the_limit_is_only_a_bad_line(line: str) -> None:
     number, _, _ = the_bad_line(read(f"{line}\n"))
 
     assert number == 1
 
 
 @pytest.mark.parametrize("line", ["X" * (MAX_LINE_BYTES + 1), "é" * (MAX_LINE_BYTES // 2) + "a"])
-def test_a_complete_line_over_1024_bytes_is_refused_with_its_number(line: str) -> None:
+def test_a_complete_line_over_the_limit_is_refused_with_its_number(line: str) -> None:
     description = refusal(f"A\n\nB\n{line}\nC\n".encode())
 
     assert "line 4 " in description
-    assert "1024 bytes" in description
+    assert f"{MAX_LINE_BYTES} bytes" in description
 
 
-def test_an_unfinished_line_over_1024_bytes_is_refused_before_it_ends() -> None:
+def test_an_unfinished_line_over_the_limit_is_refused_before_it_ends() -> None:
     reader = CodeCsvReader()
 
     with pytest.raises(InvalidArgument) as raised:
@@ -469,18 +469,19 @@ def test_an_unfinished_line_growing_over_many_chunks_is_refused_once_too_long() 
     assert "line 3 " in raised.value.violations[0].description
 
 
-def test_a_last_line_over_1024_bytes_without_a_line_break_is_refused() -> None:
-    assert "line 2 " in refusal(b"A\n", b"X" * 600, b"X" * 600)
+def test_a_last_line_over_the_limit_without_a_line_break_is_refused() -> None:
+    half = b"X" * (MAX_LINE_BYTES // 2 + 100)
+    assert "line 2 " in refusal(b"A\n", half, half)
 
 
-def test_a_1024_byte_line_is_not_refused_when_a_chunk_ends_between_its_cr_and_lf() -> None:
+def test_a_line_of_the_limit_is_not_refused_when_a_chunk_ends_between_its_cr_and_lf() -> None:
     rows = read_chunks([b"A\r\n" + b"X" * MAX_LINE_BYTES + b"\r", b"\nB\r\n"])
 
     assert rows.codes == ["A", "B"]
     assert [bad.line for bad in rows.bad] == [2]
 
 
-def test_a_1024_byte_first_line_is_not_refused_for_its_byte_order_mark() -> None:
+def test_a_first_line_of_the_limit_is_not_refused_for_its_byte_order_mark() -> None:
     rows = read_chunks([BOM + b"X" * MAX_LINE_BYTES, b"\nB\n"])
 
     assert rows.codes == ["B"]

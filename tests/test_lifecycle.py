@@ -229,6 +229,86 @@ def test_an_attach_that_read_a_shared_promotion_made_single_use_meanwhile_takes_
     assert check(running.db_url)[0] == 0
 
 
+@contextlib.contextmanager
+def replace_in_progress(db_url: str, promotion: str, new_code: str) -> Iterator[None]:
+    """Another server in the middle of a REPLACE of the promotion's pool with one new
+    code: the old available codes retired, the new one added, not yet committed."""
+    statements = [
+        "UPDATE code SET retire_time = '2026-01-01 00:00:00' WHERE hand_out_time IS NULL "
+        "AND promotion_id = (SELECT id FROM promotion WHERE external_id = ?)",
+        "INSERT INTO code (project_id, promotion_id, code, code_key, active, attachment_count,"
+        " redemption_count, create_time) SELECT project_id, id, ?, lower(?), TRUE, 0, 0,"
+        " '2026-01-01 00:00:00' FROM promotion WHERE external_id = ?",
+    ]
+    params = [(promotion,), (new_code, new_code, promotion)]
+    if db_url.startswith("sqlite"):
+        other: Any = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        for statement, values in zip(statements, params, strict=True):
+            other.execute(statement, values)
+    else:
+        other = psycopg2.connect(db_url)
+        for statement, values in zip(statements, params, strict=True):
+            other.cursor().execute(statement.replace("?", "%s"), values)
+    try:
+        yield
+    finally:
+        if db_url.startswith("sqlite"):
+            other.execute("COMMIT")
+        else:
+            other.commit()
+        other.close()
+
+
+def test_a_hand_out_during_a_replace_waits_for_the_new_codes(
+    api: Api, running: Running
+) -> None:
+    """On PostgreSQL the REPLACE holds every old code's row: skipping them all, a hand-out
+    once took the global pool's code (or failed POOL_EMPTY) though the pool never ran dry."""
+    promo = api.promotion("p", redeem_code_limit=1)
+    api.pool(promo, "OLD-1", "OLD-2")
+    api.pool("", "G-1")
+
+    with ThreadPoolExecutor(max_workers=1) as calls:
+        with replace_in_progress(running.db_url, promo, "NEW-1"):
+            attaching = calls.submit(api.attach, "ann", promo)
+            time.sleep(0.3)
+            waited = not attaching.done()
+        handed = attaching.result(timeout=20)
+
+    assert (waited, handed.code) == (True, "NEW-1")
+    assert not api.code("G-1").issued_for
+
+
+def test_no_code_is_attached_after_a_concurrent_replace_retired_it(
+    api: Api, running: Running
+) -> None:
+    promo = api.promotion("p")
+    old = [f"OLD-{i}" for i in range(300)]
+    api.pool(promo, *old)
+    attached: list[str] = []
+
+    def attaching(start: int) -> None:
+        for code in old[start::4]:
+            try:
+                attached.append(api.attach(f"for-{code}", promo, code).code)
+            except grpc.RpcError as error:
+                assert error_reason(error)[1] == "CODE_RETIRED", error.details()
+
+    with ThreadPoolExecutor(max_workers=5) as calls:
+        started = [calls.submit(attaching, start) for start in range(4)]
+        time.sleep(0.05)
+        api.codes.ImportCodes(iter([  # REPLACE: retires every old code not handed out
+            pb.ImportCodesRequest(spec=pb.ImportCodesRequest.Spec(promotion=promo)),
+            pb.ImportCodesRequest(chunk="".join(f"NEW-{i}\n" for i in range(50)).encode())]),
+            metadata=bearer(api.key))
+        for attach in started:
+            attach.result()
+
+    assert attached and not [code for code in attached if api.code(code).retired]
+    assert check(running.db_url)[0] == 0
+
+
 def test_a_code_made_shared_is_held_by_no_one(api: Api, running: Running) -> None:
     promo = api.promotion("p", redeem_code_limit=1)
     api.pool(promo, "ONE-1", "ONE-2")

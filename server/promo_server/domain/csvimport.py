@@ -21,7 +21,10 @@ from datetime import UTC, datetime
 from promo_server.domain.errors import InvalidArgument
 from promo_server.domain.values import CODE, parse_rfc3339
 
-MAX_LINE_BYTES = 1024
+# Above the longest line ExportCodes writes (a 64-character code, a 255-character
+# promotion id and a profile_id of up to 255 characters of up to 4 bytes each, times
+# and counts: about 1.5 KB), so that an export always imports back.
+MAX_LINE_BYTES = 4096
 # How much of a bad line an error quotes.
 QUOTED_TEXT = 80
 CODE_RULE = "a code is 1..64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"

@@ -165,6 +165,9 @@ def attach(
     existing = attachment_of(code.id, profile_id)
     if existing is not None:
         return existing
+    # As read before, unlocked: on PostgreSQL a REPLACE may have retired it since.
+    usable = (Code.retire_time.is_null() & Code.active
+              & (Code.expire_time.is_null() | (Code.expire_time > now)))
     allowed: ColumnBase
     if single_use:
         # A single-use code goes to one profile: none may hold it or be attached to it.
@@ -183,12 +186,15 @@ def attach(
             else Code.issued_for,
             Code.holder: profile_id if single_use else None,
         }
-    ).where((Code.id == code.id) & allowed)
+    ).where((Code.id == code.id) & usable & allowed)
     if not taken.execute():
+        current = Code.get_by_id(code.id)
+        rules.check_code(rules.CodeState(current.code, current.active,
+                                         current.retire_time is not None, current.expire_time),
+                         now)
         if not single_use:  # made single-use since it was read
             return attach(code, profile_id, promotion_id, single_use=True, now=now)
-        holder = Code.get_by_id(code.id).holder_id
-        existing = attachment_of(code.id, profile_id) if holder == profile_id else None
+        existing = attachment_of(code.id, profile_id) if current.holder_id == profile_id else None
         if existing is not None:
             return existing
         raise rules.refuse(
@@ -238,6 +244,13 @@ def hand_out(
 
 
 def _oldest_available(project_id: int, pool: int | None, now: datetime) -> int | None:
+    """The pool's oldest available code, locked on PostgreSQL.
+
+    Skipping the codes other calls hold, so that hand-outs do not queue behind each
+    other. When every one is held, by a REPLACE retiring them, say, whose new codes
+    are not committed yet, waiting for them tells whether the pool is really dry:
+    else hand-outs would go to the global pool, or fail POOL_EMPTY, meanwhile.
+    """
     in_pool = Code.promotion.is_null() if pool is None else Code.promotion == pool
     query = (
         Code.select(Code.id)
@@ -245,10 +258,14 @@ def _oldest_available(project_id: int, pool: int | None, now: datetime) -> int |
         .order_by(Code.id)
         .limit(1)
     )
-    if not is_sqlite():
-        query = query.for_update(skip_locked=True)
-    row = query.tuples().first()
-    return None if row is None else int(row[0])
+    if is_sqlite():
+        row = query.tuples().first()
+        return None if row is None else int(row[0])
+    for skip_locked in (True, False, True):  # the last in a new snapshot, after the wait
+        row = query.for_update(skip_locked=skip_locked).tuples().first()
+        if row is not None:
+            return int(row[0])
+    return None
 
 
 def detach(code: Code, profile_id: int | None) -> None:

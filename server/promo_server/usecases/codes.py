@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
+from peewee import IntegrityError
+
 from promo_server import metrics
 from promo_server.domain import codes as domain
 from promo_server.domain import pagination, patterns
@@ -34,6 +36,8 @@ GENERATE_BATCH = 200_000
 GENERATE_STALLS = 20
 # Draws per code still needed, at most, when most draws collide.
 MIN_HIT_RATE = 1 / 64
+# Publishes of one round that may meet a code added meanwhile before generation gives up.
+GENERATE_RACES = 5
 EXPORT_CHUNK_BYTES = 64 * 1024
 
 
@@ -57,12 +61,7 @@ def import_codes(
         _stage(reader.finish(), stage, bad)
         bad.raise_if_failed()
         if spec.mode == "REPLACE" and not stage.lines:
-            # Most likely the wrong file or an empty pipe, and it would empty the pool.
-            raise InvalidArgument.field(
-                "chunk",
-                "no line holds a valid code: a REPLACE with this file would retire "
-                "the whole pool and add nothing",
-            )
+            raise _nothing_to_replace_with("no line holds a valid code")
         now = utcnow()
         with write_transaction():
             target = store.pool(project_id, spec.promotion, locked=True)
@@ -75,6 +74,8 @@ def import_codes(
             )
             if published.conflicts and not spec.skip_invalid:
                 raise _bad_lines(published.first_conflicts)
+            if spec.mode == "REPLACE" and published.conflicts == stage.lines:
+                raise _nothing_to_replace_with("every code of the file is in another pool")
             if not still_wanted():
                 raise Aborted("the import was cancelled before it was published: nothing changed")
             errors = sorted(bad.first + published.first_conflicts, key=lambda b: b.line)
@@ -99,6 +100,13 @@ def import_codes(
         result.rejected, result.retired,
     )
     return result
+
+
+def _nothing_to_replace_with(why: str) -> InvalidArgument:
+    """Most likely the wrong file or an empty pipe, and it would empty the pool."""
+    return InvalidArgument.field(
+        "chunk", f"{why}: a REPLACE with this file would retire the whole pool and add nothing"
+    )
 
 
 class _BadLines:
@@ -156,9 +164,7 @@ def generate(
             generated = stalls = 0
             while True:
                 drawn = stage.size
-                added = stage.publish(
-                    target, count - generated, expire_time=expire_time, now=utcnow()
-                )
+                added = _publish_generated(stage, target, count - generated, expire_time)
                 generated += added
                 if generated == count:
                     break
@@ -181,6 +187,21 @@ def generate(
         project_id, promotion, text, generated,
     )
     return generated
+
+
+def _publish_generated(
+    stage: imports.GeneratedStage, target: store.Pool, count: int, expire_time: datetime | None
+) -> int:
+    for _ in range(GENERATE_RACES):
+        try:
+            with database.atomic():  # a savepoint: a failed insert leaves the rest usable
+                return stage.publish(target, count, expire_time=expire_time, now=utcnow())
+        except IntegrityError:
+            # A code drawn was added meanwhile by AttachCode of an unknown code, which
+            # takes no pool lock: published again, the insert leaves it out.
+            continue
+    raise Aborted("codes of the pattern kept being added by other calls: nothing was "
+                  "generated; retry")
 
 
 def _draw(stage: imports.GeneratedStage, pattern: patterns.Pattern, count: int) -> None:
