@@ -195,6 +195,32 @@ def test_each_rule_names_its_field(api: Api, change, path: str) -> None:  # type
     assert path in field_violations(error)
 
 
+def test_the_largest_promotion_allowed_is_read_back_and_listed(api: Api) -> None:
+    letters = "ABCDEFGHIJ"
+    locales = [f"{a.lower()}{b.lower()}-{c}{a}" for a in letters for b in letters for c in letters]
+    longest = "\U0001F600" * 255  # 255 characters of 4 bytes each
+    largest = pb.Promotion(
+        external_id="x" * 255,
+        name={locale: longest for locale in locales},
+        discounted_items=[pb.DiscountedItem(sku=f"{i:04d}" + "s" * 251,
+                                            discount=pb.Discount(percent="12.50"))
+                          for i in range(1000)],
+        bonus=[pb.BonusItem(sku=f"{i:04d}" + "b" * 251, quantity=9) for i in range(1000)],
+        excluded_promotions=[f"{i:04d}" + "e" * 251 for i in range(1000)],
+    )
+    assert len(locales) == 1000 and largest.ByteSize() > 1_500_000
+
+    created = api.create(largest)
+
+    assert without_output(api.get(largest.external_id)) == without_output(created)
+    assert [p.external_id for p in api.list(page_size=1000).promotions] == [largest.external_id]
+    largest.excluded_promotions.append("one-more")
+    error = refused(lambda: api.update(largest, "excluded_promotions"), INVALID)
+    assert field_violations(error) == {
+        "promotion.excluded_promotions": "at most 1,000 entries are allowed"
+    }
+
+
 def test_update_with_mask_changes_only_the_named_fields(api: Api) -> None:
     api.create(full_promotion())
     patch = pb.Promotion(external_id="summer-sale", name={"fr-FR": "Soldes"},

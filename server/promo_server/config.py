@@ -10,6 +10,11 @@ from typing import TypeVar
 
 DEFAULT_DATABASE_URL = "sqlite:///promo.db"
 DEFAULT_LISTEN = "127.0.0.1:50051"
+# Below this no promotion of the contract's size fits in a message.
+MIN_MESSAGE_BYTES = 64 * 1024
+MAX_GRACE_SECONDS = 3600.0
+# PostgreSQL's statement_timeout is an int of milliseconds.
+MAX_STATEMENT_TIMEOUT_SECONDS = 2_147_483.0
 
 
 def _env(name: str, default: str) -> str:
@@ -79,6 +84,27 @@ def _float(name: str, default: str) -> float:
     return _parsed(name, default, float, "a number")
 
 
+def _seconds(name: str, default: str, most: float) -> float:
+    """A duration of 0 to ``most`` seconds: NaN, infinities and negatives are refused."""
+    def parse(text: str) -> float:
+        seconds = float(text)
+        if not 0 <= seconds <= most:  # NaN fails every comparison
+            raise ValueError(text)
+        return seconds
+
+    return _parsed(name, default, parse, f"0 to {most:,.0f} seconds")
+
+
+def _int_at_least(name: str, default: str, least: int) -> int:
+    def parse(text: str) -> int:
+        number = int(text)
+        if number < least:
+            raise ValueError(text)
+        return number
+
+    return _parsed(name, default, parse, f"a whole number of at least {least:,}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
@@ -102,16 +128,20 @@ class Settings:
     shares_port: bool = False
     # Largest request or response message; an import streams many small chunks.
     max_message_bytes: int = field(
-        default_factory=lambda: _int("PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024))
+        default_factory=lambda: _int_at_least(
+            "PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), MIN_MESSAGE_BYTES
+        )
     )
     # How long a stop waits for calls in flight before cancelling them.
     grace_seconds: float = field(
-        default_factory=lambda: _float("PROMO_GRACE_SECONDS", "10")
+        default_factory=lambda: _seconds("PROMO_GRACE_SECONDS", "10", MAX_GRACE_SECONDS)
     )
     # PostgreSQL cancels any statement (or lock wait) longer than this, but a bulk
     # publish of codes; the call fails UNAVAILABLE. 0: no limit.
     statement_timeout_seconds: float = field(
-        default_factory=lambda: _float("PROMO_STATEMENT_TIMEOUT_SECONDS", "30")
+        default_factory=lambda: _seconds(
+            "PROMO_STATEMENT_TIMEOUT_SECONDS", "30", MAX_STATEMENT_TIMEOUT_SECONDS
+        )
     )
     # PostgreSQL: each connection prepares the statements of the hot calls once
     # (the key check, ValidateCode's and ActivateCode's), rather than the server

@@ -29,6 +29,11 @@ OPERATORS = ("EQ", "NE", "GT", "GE", "LT", "LE")
 STRING_OPERATORS = ("EQ", "NE")
 ATTRIBUTE_TYPES = ("STRING", "NUMBER", "DATE")
 MAX_ATTRIBUTE_CONDITIONS = 100
+# Entries of every other list (and locales of the name): far more than a promotion
+# needs, and few enough that the largest promotion (about 2 MB) fits in a reply.
+MAX_ENTRIES = 1000
+_LISTS = ("name", "discounted_items", "bonus", "price_conditions", "item_price_conditions",
+          "excluded_promotions")
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ def validate(promotion: Promotion, prefix: str = "promotion") -> list[FieldViola
     if problem := external_id_problem(promotion.external_id):
         out.add(f"{p}.external_id", problem)
     _check_name(promotion.name, f"{p}.name", out)
+    for name in _LISTS:
+        if len(getattr(promotion, name)) > MAX_ENTRIES:
+            out.add(f"{p}.{name}", f"at most {MAX_ENTRIES:,} entries are allowed")
     if promotion.state not in STATES:
         out.add(f"{p}.state", "must be ACTIVE or INACTIVE")
     if (
