@@ -243,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(url: str) -> int:
     """Prints a one-line summary when every invariant holds, else one line per breach."""
-    migrate(open_database(url, statement_timeout=0))
+    migrate(open_database(url, statement_timeout=0, existing=True))
     report = invariants.check()
     for line in report.lines():
         print(line)

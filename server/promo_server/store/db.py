@@ -96,7 +96,7 @@ DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
 
 def open_database(
     url: str, pool_size: int = 8, statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
-    prepare: bool = True,
+    prepare: bool = True, existing: bool = False,
 ) -> Database:
     """Opens the database a URL names, through a connection pool, and binds the models.
 
@@ -104,7 +104,8 @@ def open_database(
     so a server holds at most ``pool_size`` connections whatever its threads do.
     On PostgreSQL no statement runs longer than ``statement_timeout`` seconds
     (0: no limit) but a bulk publish of codes, and each connection prepares the
-    hot paths' ``Statement``s, unless ``prepare`` is False.
+    hot paths' ``Statement``s, unless ``prepare`` is False. With ``existing``, a SQLite
+    file that is not there is an error, not a new database.
     """
     _PREPARING.on = prepare
     scheme, sep, rest = url.partition("://")
@@ -121,9 +122,12 @@ def open_database(
     }
     if base == "sqlite":
         # sqlite:///promo.db is relative, sqlite:////var/promo.db absolute.
-        folder = os.path.dirname(rest.partition("?")[0].removeprefix("/"))
+        path = rest.partition("?")[0].removeprefix("/")
+        folder = os.path.dirname(path)
         if folder and not os.path.isdir(folder):
             raise SettingsError(f"{url!r}: there is no folder {folder!r} for the database")
+        if existing and not os.path.isfile(path):
+            raise SettingsError(f"{url!r}: there is no database file {path!r}")
         # Pooled connections move between worker threads, one thread at a time.
         options |= {"pragmas": SQLITE_PRAGMAS, "check_same_thread": False}
     elif statement_timeout:
