@@ -221,6 +221,19 @@ def test_the_largest_promotion_allowed_is_read_back_and_listed(api: Api) -> None
     }
 
 
+def test_update_ignores_a_bad_time_the_mask_leaves_out(api: Api) -> None:
+    api.create(full_promotion())
+    patch = pb.Promotion(external_id="summer-sale", name={"fr-FR": "Soldes"},
+                         start_time=timestamp_pb2.Timestamp(seconds=10**15))
+
+    updated = api.update(patch, "name")
+
+    assert dict(updated.name) == {"fr-FR": "Soldes"}
+    assert updated.start_time == full_promotion().start_time
+    error = refused(lambda: api.update(patch, "name", "start_time"), INVALID)
+    assert set(field_violations(error)) == {"promotion.start_time"}
+
+
 def test_update_with_mask_changes_only_the_named_fields(api: Api) -> None:
     api.create(full_promotion())
     patch = pb.Promotion(external_id="summer-sale", name={"fr-FR": "Soldes"},

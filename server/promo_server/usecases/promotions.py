@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 
 from promo_server.domain import pagination
@@ -59,11 +60,13 @@ def update(
     """Changes the fields the mask names; an empty mask (or "*") replaces every mutable
     field. A bad request names every bad field at once: of the mask, and of the
     promotion as the mask's good paths would leave it."""
-    problems = Violations(known)
+    problems = Violations()
     external_id = problems.check(
         lambda: _required_id(incoming.external_id, "promotion.external_id"), ""
     )
     fields = _fields_of(mask, problems)
+    # A field the mask leaves out is not read, bad or not (AIP-134).
+    problems.extend(v for v in known if _top_field(v.field) in fields)
     if not external_id:
         problems.raise_if_any()  # no promotion to check the new values against
     with write_transaction():
@@ -118,6 +121,11 @@ def _fields_of(mask: Sequence[str], out: Violations) -> tuple[str, ...]:
                 f"(one of: {', '.join(domain.MUTABLE)})",
             )
     return tuple(dict.fromkeys(fields))
+
+
+def _top_field(path: str) -> str:
+    """The Promotion field a violation's path is in: "promotion.name['en-US']" -> "name"."""
+    return re.split(r"[.\[]", path.removeprefix("promotion."), maxsplit=1)[0]
 
 
 def _required_id(external_id: str, field: str) -> str:
