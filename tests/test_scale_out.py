@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -135,6 +136,23 @@ def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it(db_url: str
         )
     assert second.returncode != 0
     assert f"127.0.0.1:{port}" in second.stderr
+
+
+def test_a_worker_that_cannot_serve_its_metrics_says_so_in_one_line(tmp_path: Path) -> None:
+    base = free_ports(2)
+    with socket.socket() as taken:  # worker 1's metrics port (the given one plus 1)
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        done = subprocess.run(
+            promo_server("serve", "--db", f"sqlite:///{tmp_path}/promo.db", "--listen",
+                         f"127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{base}",
+                         "--workers", "2"),
+            capture_output=True, text=True, timeout=60,
+        )
+
+    assert done.returncode == 1
+    assert f"error: cannot serve metrics on 127.0.0.1:{base + 1}:" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_workers_must_be_at_least_one() -> None:

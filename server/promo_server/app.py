@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -483,7 +484,11 @@ def _worker_settings(settings: Settings, number: int) -> Settings:
 def _serve_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)  # until serve() sets its own
-    serve(settings)
+    try:
+        serve(settings)
+    except OSError as error:  # its metrics address taken, say: one line, as main() says it
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 @contextlib.contextmanager
