@@ -608,7 +608,7 @@ def test_metrics_listen_comes_from_the_environment(db_url: str) -> None:
         (("PROMO_STATEMENT_TIMEOUT_SECONDS=inf", "serve"), "must be 0 to 2,147,483 seconds"),
         (("PROMO_STATEMENT_TIMEOUT_SECONDS=-1", "serve"), "must be 0 to 2,147,483 seconds"),
         (("PROMO_MAX_MESSAGE_BYTES=0", "serve"),
-         "PROMO_MAX_MESSAGE_BYTES must be a whole number of at least 65,536, not '0'"),
+         "PROMO_MAX_MESSAGE_BYTES must be a whole number of at least 4,194,304, not '0'"),
         (("PROMO_PG_PREPARE=maybe", "serve"), "PROMO_PG_PREPARE must be 1 or 0"),
         (("check",), "there is no database file"),  # a mistyped path checks no new database
         (("set-low-stock-threshold", "demo", "lots"), "must be a number, 0 or more, or none"),

@@ -10,8 +10,9 @@ from typing import TypeVar
 
 DEFAULT_DATABASE_URL = "sqlite:///promo.db"
 DEFAULT_LISTEN = "127.0.0.1:50051"
-# Below this no promotion of the contract's size fits in a message.
-MIN_MESSAGE_BYTES = 64 * 1024
+# gRPC's own default, and the least the largest message may be: the largest promotion
+# allowed (about 2 MB) must fit in a reply, and one stored under a larger limit too.
+MIN_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_GRACE_SECONDS = 3600.0
 # PostgreSQL's statement_timeout is an int of milliseconds.
 MAX_STATEMENT_TIMEOUT_SECONDS = 2_147_483.0
@@ -129,7 +130,7 @@ class Settings:
     # Largest request or response message; an import streams many small chunks.
     max_message_bytes: int = field(
         default_factory=lambda: _int_at_least(
-            "PROMO_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), MIN_MESSAGE_BYTES
+            "PROMO_MAX_MESSAGE_BYTES", str(MIN_MESSAGE_BYTES), MIN_MESSAGE_BYTES
         )
     )
     # How long a stop waits for calls in flight before cancelling them.
