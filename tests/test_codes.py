@@ -23,7 +23,7 @@ from promo_server.store.db import database
 from promo_server.store.models import Code
 from promo_server.usecases import codes as usecases
 from tests.conftest import Project, Running, bearer
-from tests.rpc import field_violations, refused, violation_list
+from tests.rpc import error_reason, field_violations, refused, violation_list
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -390,6 +390,7 @@ def test_generate_refuses_what_the_pattern_cannot_give(api: Api) -> None:
     assert "at most 5" in field_violations(crowded)["count"]
     taken = refused(lambda: api.generate("", 5, "G-#"), grpc.StatusCode.FAILED_PRECONDITION)
     assert "longer pattern" in taken.details()
+    assert error_reason(taken) == ("promo.v1", "PATTERN_EXHAUSTED")
     for pattern, words in [("AB CD#", "literal"), ("ABC", "placeholder"), ("#" * 65, "1..64")]:
         error = refused(lambda p=pattern: api.generate("", 1, p), INVALID)
         assert words in field_violations(error)["pattern"]

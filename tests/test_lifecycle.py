@@ -133,6 +133,7 @@ def test_attach_with_a_code_follows_the_single_use_rules(api: Api) -> None:
 
     new = api.attach("cid", single, "NEW-1")  # unknown: imported into the pool, then attached
     assert api.code(new.code).promotion == single
+    assert reason_of(lambda: api.attach("dan", shared, "NEW-1"), FAILED) == "CODE_IN_OTHER_POOL"
 
 
 def set_limit(api: Api, promotion: str, limit_field: str, limit: int | None) -> None:
@@ -343,8 +344,10 @@ def test_detach_without_a_profile_needs_a_single_holder(api: Api) -> None:
     api.attach("ann", shared, "SH-1")
     api.attach("bob", shared, "SH-1")
 
-    refused(lambda: api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1"),
-                                         metadata=bearer(api.key)), FAILED)
+    assert reason_of(lambda: api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1"),
+                                                  metadata=bearer(api.key)), FAILED) == (
+        "CODE_ATTACHED_TO_SEVERAL_PROFILES"
+    )
     api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1", profile=ref("ann")),
                          metadata=bearer(api.key))
     api.codes.DetachCode(pb.DetachCodeRequest(code="SH-1"), metadata=bearer(api.key))

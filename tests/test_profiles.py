@@ -12,7 +12,7 @@ import pytest
 from promo.v1 import profile_pb2 as pb
 from promo.v1 import profile_pb2_grpc
 from tests.conftest import Project, Running, bearer
-from tests.rpc import field_violations, refused
+from tests.rpc import error_reason, field_violations, refused
 
 
 @dataclass
@@ -65,6 +65,7 @@ def test_matching_several_profiles_is_a_failed_precondition(api: Api) -> None:
     error = refused(lambda: api.get(email="shared@example.com"),
                     grpc.StatusCode.FAILED_PRECONDITION)
     assert "profile_id" in error.details()
+    assert error_reason(error) == ("promo.v1", "PROFILE_AMBIGUOUS")
     refused(lambda: api.get(profile_id="nobody"), grpc.StatusCode.NOT_FOUND)
 
 

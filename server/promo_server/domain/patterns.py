@@ -18,6 +18,8 @@ from promo_server.domain.values import CODE
 DIGITS = "0123456789"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PLACEHOLDERS = {"#": DIGITS, "?": LETTERS, "*": DIGITS + LETTERS}
+# The ErrorInfo reason of a GenerateCodes that finds almost no new code of its pattern.
+PATTERN_EXHAUSTED = "PATTERN_EXHAUSTED"
 MAX_COUNT = 10_000_000
 # A request may use at most this share of the pattern's codes: beyond it,
 # random draws mostly collide and generation slows to a crawl.

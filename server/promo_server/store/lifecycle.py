@@ -23,7 +23,7 @@ from psycopg2.errorcodes import NOT_NULL_VIOLATION
 
 from promo_server.domain import lifecycle as rules
 from promo_server.domain.codes import key_of
-from promo_server.domain.errors import FailedPrecondition, NotFound
+from promo_server.domain.errors import NotFound
 from promo_server.domain.promotions import Promotion as PromotionRules
 from promo_server.store.db import (
     Compiled,
@@ -278,8 +278,9 @@ def detach(code: Code, profile_id: int | None) -> None:
         whom = " to that profile" if profile_id is not None else ""
         raise NotFound(f"code {code.code!r} is not attached{whom}")
     if len(found) > 1:
-        raise FailedPrecondition(
-            f"code {code.code!r} is attached to several profiles: name the profile to detach"
+        raise rules.refuse(
+            rules.CODE_ATTACHED_TO_SEVERAL_PROFILES,
+            f"code {code.code!r} is attached to several profiles: name the profile to detach",
         )
     attachment = found[0]
     if Attachment.delete().where(Attachment.id == attachment.id).execute():

@@ -9,6 +9,7 @@ from peewee import IntegrityError
 from promo_server.domain import profiles as domain
 from promo_server.domain.codes import ProfileRef
 from promo_server.domain.errors import FailedPrecondition, NotFound
+from promo_server.domain.lifecycle import PROFILE_AMBIGUOUS
 from promo_server.store.db import Compiled, database, utcnow
 from promo_server.store.models import Profile, ProfileField
 
@@ -45,7 +46,8 @@ def find(project_id: int, ref: ProfileRef) -> Profile | None:
         raise NotFound(f"no profile has {described}")
     if len(found) > 1:
         raise FailedPrecondition(
-            f"several profiles have {described}: name the profile by profile_id instead"
+            f"several profiles have {described}: name the profile by profile_id instead",
+            reason=PROFILE_AMBIGUOUS,
         )
     return found[0]
 

@@ -173,7 +173,8 @@ def generate(
                 if stalls >= GENERATE_STALLS:
                     raise FailedPrecondition(
                         f"the project already holds nearly every code of the pattern {text!r}: "
-                        "use a longer pattern"
+                        "use a longer pattern",
+                        reason=patterns.PATTERN_EXHAUSTED,
                     )
                 stage.clear()
                 hit_rate = max(added / drawn, MIN_HIT_RATE)

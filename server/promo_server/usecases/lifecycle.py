@@ -20,7 +20,6 @@ from promo_server.domain.errors import (
     Aborted,
     AlreadyExists,
     DomainError,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -384,7 +383,8 @@ def _require_pool(row: Code, promotion: Promotion) -> None:
         return
     if row.promotion_id is None and row.issued_for_id in (None, promotion.id):
         return
-    raise FailedPrecondition(f"code {row.code!r} belongs to another promotion's pool")
+    raise rules.refuse(rules.CODE_IN_OTHER_POOL,
+                       f"code {row.code!r} belongs to another promotion's pool")
 
 
 PROFILE_REQUIRED = "name the profile by profile_id, email, phone or custom"
